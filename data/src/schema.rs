@@ -1,0 +1,104 @@
+//! Column names and Arrow schemas of the tables segtune reads and the
+//! generator writes. data/SCHEMA.md is the human-readable copy; a test checks
+//! the two agree.
+//!
+//! Inputs are checked by *role*, not by exact type: any Arrow integer or
+//! floating type is numeric, as the contract says, so files written by pandas
+//! (int64), Spark (int32) or DuckDB (decimal excluded) are all accepted.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+
+/// The key of every partner-level table.
+pub const PARTNER_ID: &str = "partner_id";
+/// The scheme a partner got (`holdout` for the control group).
+pub const SCHEME_ID: &str = "scheme_id";
+/// What the scheme paid out.
+pub const COST: &str = "cost";
+/// The stratum a partner was drawn in.
+pub const SEGMENT_ID: &str = "segment_id";
+
+/// Whether an Arrow type counts as numeric (any integer or float).
+pub fn is_numeric(data_type: &DataType) -> bool {
+    data_type.is_integer() || data_type.is_floating()
+}
+
+/// Whether an Arrow type counts as text.
+pub fn is_text(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        || matches!(data_type, DataType::Dictionary(_, value) if matches!(**value, DataType::Utf8 | DataType::LargeUtf8))
+}
+
+/// Numeric feature columns the generator writes, with their Arrow types.
+pub const GENERATED_FEATURES: [(&str, DataType); 12] = [
+    ("revenue_12m", DataType::Float64),
+    ("revenue_growth", DataType::Float64),
+    ("deal_registrations_12m", DataType::Int64),
+    ("win_rate", DataType::Float64),
+    ("certifications", DataType::Int32),
+    ("training_hours_12m", DataType::Float64),
+    ("portal_logins_90d", DataType::Int32),
+    ("mdf_utilisation", DataType::Float64),
+    ("tenure_months", DataType::Int32),
+    ("active_customers", DataType::Int64),
+    ("product_lines_sold", DataType::Int32),
+    ("days_since_last_deal", DataType::Int32),
+];
+
+/// Categorical columns the generator writes.
+pub const GENERATED_CATEGORICALS: [&str; 3] = ["partner_type", "region", "tier"];
+
+/// Schema of a generated partners table.
+pub fn generated_partners() -> Arc<Schema> {
+    let mut fields = vec![Field::new(PARTNER_ID, DataType::Utf8, false)];
+    for (name, data_type) in GENERATED_FEATURES {
+        fields.push(Field::new(name, data_type, name != "tenure_months" && name != "product_lines_sold"));
+    }
+    for name in GENERATED_CATEGORICALS {
+        fields.push(Field::new(name, DataType::Utf8, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of an assignments table.
+pub fn assignments() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER_ID, DataType::Utf8, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new(COST, DataType::Float64, false),
+        Field::new(SEGMENT_ID, DataType::UInt32, true),
+    ]))
+}
+
+/// Schema of a generated outcomes table.
+pub fn generated_outcomes() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER_ID, DataType::Utf8, false),
+        Field::new("revenue", DataType::Float64, false),
+        Field::new("revenue_pre", DataType::Float64, true),
+        Field::new("deal_registrations", DataType::Int64, false),
+        Field::new("certifications_earned", DataType::Int64, false),
+    ]))
+}
+
+/// Schema of `truth/<period>/archetypes.parquet`.
+pub fn truth_archetypes() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER_ID, DataType::Utf8, false),
+        Field::new("archetype", DataType::Utf8, false),
+        Field::new("previous_archetype", DataType::Utf8, true),
+    ]))
+}
+
+/// Schema of `truth/<period>/effects.parquet`.
+pub fn truth_effects() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER_ID, DataType::Utf8, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new("effect_revenue", DataType::Float64, false),
+        Field::new("effect_deal_registrations", DataType::Float64, false),
+        Field::new("effect_certifications", DataType::Float64, false),
+        Field::new("revenue_baseline", DataType::Float64, false),
+    ]))
+}

@@ -1,0 +1,441 @@
+//! The run configuration: one TOML file, resolved once into [`RunSettings`].
+//!
+//! The file is a serde struct with kebab-case keys and `Option` fields
+//! ([`RawConfig`]); [`RunSettings::resolve`] applies the documented defaults
+//! and the command-line and environment overrides (command line > environment
+//! > file > default) and checks every value, collecting every problem with the
+//! key and line it comes from. Unknown keys and wrong types are refused by the
+//! TOML reader itself, which names the key and the line. Relative paths are
+//! relative to the folder of the configuration file, so a run folder and its
+//! inputs can be moved together. `pipeline/segtune.example.toml` documents
+//! every key with its default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use segtune_data::Period;
+use serde::{Deserialize, Serialize};
+
+/// Default seed of every random choice of a run.
+pub const DEFAULT_SEED: u64 = 0;
+/// Default margin rate: the vendor's margin on one unit of partner revenue.
+pub const DEFAULT_MARGIN_RATE: f64 = 0.30;
+/// Default column whose total gives `share_revenue`.
+pub const DEFAULT_REVENUE_COLUMN: &str = "revenue_12m";
+
+/// The file as written. Every field is optional here; required ones are
+/// checked in [`RunSettings::resolve`] so that all problems are reported at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    /// The evaluated period, e.g. `2026-Q3` (required).
+    pub period: Option<String>,
+    /// The period segments and weights are proposed for (default: the next one).
+    pub target_period: Option<String>,
+    /// Seed of every random choice (default 0).
+    pub seed: Option<u64>,
+    /// Margin rate in [0, 1] (default 0.30).
+    pub margin_rate: Option<f64>,
+    /// Input tables.
+    pub inputs: Option<RawInputs>,
+    /// Feature columns.
+    pub features: Option<RawFeatures>,
+    /// Outcomes to evaluate.
+    pub outcome: Option<Vec<RawOutcome>>,
+}
+
+/// `[inputs]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawInputs {
+    /// Partners table (required).
+    pub partners: Option<PathBuf>,
+    /// Assignments of the evaluated period.
+    pub assignments: Option<PathBuf>,
+    /// Outcomes of the evaluated period.
+    pub outcomes: Option<PathBuf>,
+    /// The previous run's folder.
+    pub previous_run: Option<PathBuf>,
+}
+
+/// `[features]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFeatures {
+    /// Numeric feature columns (default: every numeric column but `partner_id`).
+    pub numeric: Option<Vec<String>>,
+    /// Categorical columns (default: none).
+    pub categorical: Option<Vec<String>>,
+    /// Revenue column for `share_revenue` (default `revenue_12m`).
+    pub revenue: Option<String>,
+}
+
+/// One `[[outcome]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawOutcome {
+    /// Outcome column in the outcomes table (required).
+    pub name: Option<String>,
+    /// Pre-period covariate column (default: none).
+    pub covariate: Option<String>,
+    /// Money per unit of outcome (default: the margin rate).
+    pub value_per_unit: Option<f64>,
+}
+
+/// Overrides from the command line or the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `inputs.partners`.
+    pub partners: Option<PathBuf>,
+    /// Replaces `inputs.assignments`.
+    pub assignments: Option<PathBuf>,
+    /// Replaces `inputs.outcomes`.
+    pub outcomes: Option<PathBuf>,
+    /// Replaces `inputs.previous-run`.
+    pub previous_run: Option<PathBuf>,
+    /// Replaces `seed`.
+    pub seed: Option<u64>,
+}
+
+/// Resolved input paths (absolute or relative to the working directory).
+#[derive(Debug, Clone, Serialize)]
+pub struct InputPaths {
+    /// Partners table: a file or a folder of part files.
+    pub partners: PathBuf,
+    /// Assignments of the evaluated period.
+    pub assignments: Option<PathBuf>,
+    /// Outcomes of the evaluated period.
+    pub outcomes: Option<PathBuf>,
+    /// The previous run's folder.
+    pub previous_run: Option<PathBuf>,
+}
+
+/// Resolved feature settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureSettings {
+    /// Numeric columns; `None` means every numeric column of the partners table.
+    pub numeric: Option<Vec<String>>,
+    /// Categorical columns.
+    pub categorical: Vec<String>,
+    /// Revenue column.
+    pub revenue: String,
+}
+
+/// One resolved outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeSettings {
+    /// Column name.
+    pub name: String,
+    /// Pre-period covariate column.
+    pub covariate: Option<String>,
+    /// Money per unit.
+    pub value_per_unit: f64,
+}
+
+/// Everything a run needs, resolved and checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    /// The configuration file.
+    #[serde(skip)]
+    pub config_path: PathBuf,
+    /// The evaluated period.
+    pub period: String,
+    /// The target period.
+    pub target_period: String,
+    /// Seed.
+    pub seed: u64,
+    /// Margin rate.
+    pub margin_rate: f64,
+    /// Inputs.
+    pub inputs: InputPaths,
+    /// Features.
+    pub features: FeatureSettings,
+    /// Outcomes.
+    pub outcomes: Vec<OutcomeSettings>,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblem {
+    /// Dotted key, e.g. `inputs.partners`.
+    pub key: String,
+    /// 1-based line of the key, when it is in the file.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "key `{}` (line {}): {}", self.key, line, self.message),
+            None => write!(f, "key `{}`: {}", self.key, self.message),
+        }
+    }
+}
+
+/// A configuration that cannot be used (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read configuration `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key or a wrong type (the message has the key and line).
+    #[error("invalid configuration `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML reader's message, with line and column.
+        message: String,
+    },
+    /// Values that parse but cannot be used.
+    #[error("invalid configuration `{path}`:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+/// The 1-based line of a dotted key in `source` (numeric parts index arrays of tables).
+pub fn key_line(source: &str, key: &[&str]) -> Option<usize> {
+    let document = toml_edit::ImDocument::parse(source).ok()?;
+    let mut table: &dyn toml_edit::TableLike = document.as_table();
+    let mut span = None;
+    let mut parts = key.iter().peekable();
+    while let Some(part) = parts.next() {
+        let (found_key, item) = table.get_key_value(part)?;
+        span = found_key.span();
+        match item {
+            toml_edit::Item::ArrayOfTables(array) => {
+                let index: usize = parts.next()?.parse().ok()?;
+                let entry = array.get(index)?;
+                span = entry.span().or(span);
+                table = entry;
+            }
+            other => {
+                if parts.peek().is_some() {
+                    table = other.as_table_like()?;
+                }
+            }
+        }
+    }
+    let offset = span?.start;
+    Some(source[..offset.min(source.len())].matches('\n').count() + 1)
+}
+
+impl RunSettings {
+    /// Reads and resolves a configuration file.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let source = fs_err::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_source(path, &source, overrides)
+    }
+
+    /// Resolves configuration text that came from `path`.
+    pub fn from_source(path: &Path, source: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(source).map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string().trim_end().to_string() })?;
+        Self::resolve(path, source, raw, overrides)
+    }
+
+    /// Applies defaults and overrides to a parsed file and checks every value.
+    pub fn resolve(path: &Path, source: &str, raw: RawConfig, overrides: &Overrides) -> Result<Self, ConfigError> {
+        match Self::resolve_lenient(path, source, raw, overrides) {
+            (Some(settings), problems) if problems.is_empty() => Ok(settings),
+            (_, problems) => Err(ConfigError::Invalid { path: path.to_path_buf(), problems }),
+        }
+    }
+
+    /// Like [`RunSettings::resolve`], but returns the settings it could build
+    /// (placeholders where a value was invalid) beside every problem, so that
+    /// `validate` can still check the input data of a flawed configuration.
+    pub fn resolve_lenient(path: &Path, source: &str, raw: RawConfig, overrides: &Overrides) -> (Option<Self>, Vec<ConfigProblem>) {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            let parts: Vec<&str> = key.split('.').collect();
+            problems.push(ConfigProblem { key: key.to_string(), line: key_line(source, &parts), message });
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve_path = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+
+        let period = match raw.period.as_deref().map(Period::parse) {
+            None => {
+                problem("period", "is required (the evaluated period, e.g. \"2026-Q3\")".into());
+                None
+            }
+            Some(Err(error)) => {
+                problem("period", error.to_string());
+                None
+            }
+            Some(Ok(period)) => Some(period),
+        };
+        let target_period = match (raw.target_period.as_deref().map(Period::parse), &period) {
+            (Some(Err(error)), _) => {
+                problem("target-period", error.to_string());
+                None
+            }
+            (Some(Ok(target)), Some(evaluated)) => {
+                if &target == evaluated {
+                    problem("target-period", "must differ from `period`".into());
+                }
+                Some(target)
+            }
+            (None, Some(evaluated)) => {
+                let next = evaluated.next();
+                if next.is_none() {
+                    problem("target-period", format!("is required: `{evaluated}` is neither YYYY-Qn nor YYYY-MM, so the next period cannot be derived"));
+                }
+                next
+            }
+            _ => None,
+        };
+        let margin_rate = raw.margin_rate.unwrap_or(DEFAULT_MARGIN_RATE);
+        if !(0.0..=1.0).contains(&margin_rate) {
+            problem("margin-rate", format!("must be in [0, 1], got {margin_rate}"));
+        }
+
+        let inputs = raw.inputs.unwrap_or_default();
+        let partners = overrides.partners.clone().or(inputs.partners.as_ref().map(&resolve_path));
+        if partners.is_none() {
+            problem("inputs.partners", "is required (a Parquet file or a folder of part files)".into());
+        }
+        let assignments = overrides.assignments.clone().or(inputs.assignments.as_ref().map(&resolve_path));
+        let outcomes = overrides.outcomes.clone().or(inputs.outcomes.as_ref().map(&resolve_path));
+        let previous_run = overrides.previous_run.clone().or(inputs.previous_run.as_ref().map(&resolve_path));
+
+        let features = raw.features.unwrap_or_default();
+        let check_names = |key: &str, names: &[String], problem: &mut dyn FnMut(&str, String)| {
+            let mut seen = std::collections::BTreeSet::new();
+            for name in names {
+                if name.is_empty() {
+                    problem(key, "has an empty column name".into());
+                } else if name == segtune_data::schema::PARTNER_ID {
+                    problem(key, "may not list `partner_id` (it is the key, not a feature)".into());
+                } else if !seen.insert(name) {
+                    problem(key, format!("lists `{name}` twice"));
+                }
+            }
+        };
+        if let Some(numeric) = &features.numeric {
+            if numeric.is_empty() {
+                problem("features.numeric", "is empty: leave it out to use every numeric column".into());
+            }
+            check_names("features.numeric", numeric, &mut problem);
+        }
+        let categorical = features.categorical.unwrap_or_default();
+        check_names("features.categorical", &categorical, &mut problem);
+        if let Some(numeric) = &features.numeric {
+            for name in numeric.iter().filter(|n| categorical.contains(n)) {
+                problem("features.categorical", format!("`{name}` is also listed in features.numeric"));
+            }
+        }
+        let revenue = features.revenue.unwrap_or_else(|| DEFAULT_REVENUE_COLUMN.to_string());
+
+        let mut outcomes_settings = Vec::new();
+        for (index, outcome) in raw.outcome.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("outcome.{index}");
+            let Some(name) = outcome.name.filter(|n| !n.is_empty()) else {
+                problem(&key, "needs a `name` (the outcome column)".into());
+                continue;
+            };
+            if outcomes_settings.iter().any(|o: &OutcomeSettings| o.name == name) {
+                problem(&key, format!("outcome `{name}` is configured twice"));
+            }
+            let value_per_unit = outcome.value_per_unit.unwrap_or(margin_rate);
+            if !value_per_unit.is_finite() || value_per_unit < 0.0 {
+                problem(&format!("{key}.value-per-unit"), format!("must be a finite number >= 0, got {value_per_unit}"));
+            }
+            outcomes_settings.push(OutcomeSettings { name, covariate: outcome.covariate, value_per_unit });
+        }
+        if !outcomes_settings.is_empty() && outcomes.is_none() {
+            problem("outcome", "outcomes are configured but `inputs.outcomes` is not".into());
+        }
+
+        let Some(partners) = partners else { return (None, problems) };
+        let settings = RunSettings {
+            config_path: path.to_path_buf(),
+            period: period.map_or_else(|| "?".to_string(), |p| p.to_string()),
+            target_period: target_period.map_or_else(|| "?".to_string(), |p| p.to_string()),
+            seed: overrides.seed.or(raw.seed).unwrap_or(DEFAULT_SEED),
+            margin_rate,
+            inputs: InputPaths { partners, assignments, outcomes, previous_run },
+            features: FeatureSettings { numeric: features.numeric, categorical, revenue },
+            outcomes: outcomes_settings,
+        };
+        (Some(settings), problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(source: &str) -> Result<RunSettings, ConfigError> {
+        RunSettings::from_source(Path::new("/tmp/cfg/segtune.toml"), source, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_fill_every_optional_key() {
+        let settings = resolve("period = \"2026-Q3\"\n[inputs]\npartners = \"p.parquet\"\n").expect("valid");
+        assert_eq!(settings.target_period, "2026-Q4");
+        assert_eq!(settings.seed, DEFAULT_SEED);
+        assert_eq!(settings.margin_rate, DEFAULT_MARGIN_RATE);
+        assert_eq!(settings.inputs.partners, Path::new("/tmp/cfg/p.parquet"));
+        assert_eq!(settings.features.revenue, "revenue_12m");
+        assert!(settings.features.numeric.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let error = resolve("period = \"2026-Q3\"\n\n[inputs]\npartners = \"p\"\npartner = \"q\"\n").expect_err("unknown key");
+        let message = error.to_string();
+        assert!(message.contains("partner") && message.contains("line 5"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let error = resolve("period = \"2026-Q3\"\nseed = \"seven\"\n[inputs]\npartners = \"p\"\n").expect_err("wrong type");
+        let message = error.to_string();
+        assert!(message.contains("line 2") && message.contains("seed"), "{message}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_and_line() {
+        let error = resolve("period = \"2026-Q9\"\nmargin-rate = 1.5\n[inputs]\nassignments = \"a\"\n").expect_err("invalid");
+        let ConfigError::Invalid { problems, .. } = error else { panic!("expected Invalid") };
+        let keys: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(keys, vec![("period", Some(1)), ("margin-rate", Some(2)), ("inputs.partners", None)]);
+    }
+
+    #[test]
+    fn opaque_period_needs_a_target_period() {
+        assert!(resolve("period = \"FY26-H1\"\n[inputs]\npartners = \"p\"\n").is_err());
+        let settings = resolve("period = \"FY26-H1\"\ntarget-period = \"FY26-H2\"\n[inputs]\npartners = \"p\"\n").expect("valid");
+        assert_eq!(settings.target_period, "FY26-H2");
+    }
+
+    #[test]
+    fn key_line_finds_nested_and_array_keys() {
+        let source = "period = \"x\"\n\n[[outcome]]\nname = \"a\"\n\n[[outcome]]\nname = \"b\"\nvalue-per-unit = 3\n";
+        assert_eq!(key_line(source, &["period"]), Some(1));
+        assert_eq!(key_line(source, &["outcome", "1", "value-per-unit"]), Some(8));
+        assert_eq!(key_line(source, &["missing"]), None);
+    }
+
+    #[test]
+    fn command_line_overrides_the_file() {
+        let overrides = Overrides { partners: Some(PathBuf::from("/elsewhere/p")), seed: Some(9), ..Overrides::default() };
+        let settings =
+            RunSettings::from_source(Path::new("c.toml"), "period = \"2026-07\"\nseed = 1\n[inputs]\npartners = \"p\"\n", &overrides).expect("valid");
+        assert_eq!(settings.inputs.partners, Path::new("/elsewhere/p"));
+        assert_eq!(settings.seed, 9);
+        assert_eq!(settings.target_period, "2026-08");
+    }
+}

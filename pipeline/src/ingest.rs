@@ -1,0 +1,698 @@
+//! Stage 1, ingest: reads the input tables and refuses bad data.
+//!
+//! An input is one Parquet file or a folder of part files read as one table
+//! (files named `*.parquet`, hidden files skipped, in name order). Only the
+//! configured columns are decoded. Every problem found is collected and
+//! reported at once, each naming the file, the column and the row (0-based,
+//! within the file) or partner: a silently smaller or wrong table would flow
+//! into money decisions, so a bad part file fails the whole run.
+//!
+//! Internal representation: numeric columns become `f64` with NaN for null.
+//! That is safe only because a NaN in the input is refused here; downstream
+//! code may rely on "NaN means missing".
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use segtune_data::schema::{is_numeric, is_text, COST, PARTNER_ID, SCHEME_ID, SEGMENT_ID};
+use segtune_data::{PartnerId, SchemeId};
+
+use crate::config::RunSettings;
+
+/// Most problems listed in an error message; the rest are counted.
+pub const MAX_PROBLEMS_SHOWN: usize = 50;
+
+/// One thing wrong with an input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The file (or folder) concerned.
+    pub file: PathBuf,
+    /// The column, where one applies.
+    pub column: Option<String>,
+    /// The 0-based row within the file, where one applies.
+    pub row: Option<usize>,
+    /// The partner, where known.
+    pub partner_id: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.file.display())?;
+        if let Some(column) = &self.column {
+            write!(f, ", column `{column}`")?;
+        }
+        if let Some(row) = self.row {
+            write!(f, ", row {row}")?;
+        }
+        if let Some(partner) = &self.partner_id {
+            write!(f, " (partner_id `{}`)", partner.escape_debug())?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Input data that cannot be used (exit code 3). Holds every problem found.
+#[derive(Debug, Clone)]
+pub struct IngestError {
+    /// Every problem, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for IngestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "invalid input data: {n} problem{}", if n == 1 { "" } else { "s" })?;
+        for problem in self.problems.iter().take(MAX_PROBLEMS_SHOWN) {
+            write!(f, "\n  - {problem}")?;
+        }
+        if n > MAX_PROBLEMS_SHOWN {
+            write!(f, "\n  ... and {} more", n - MAX_PROBLEMS_SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for IngestError {}
+
+/// A numeric column; NaN marks a missing value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumericColumn {
+    /// Column name.
+    pub name: String,
+    /// Values, one per row, NaN for null.
+    pub values: Vec<f64>,
+}
+
+impl NumericColumn {
+    /// Number of missing values.
+    pub fn n_missing(&self) -> usize {
+        self.values.iter().filter(|v| v.is_nan()).count()
+    }
+}
+
+/// A text column stored as codes into its sorted levels; `None` is null.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoricalColumn {
+    /// Column name.
+    pub name: String,
+    /// Code per row (index into `levels`).
+    pub codes: Vec<Option<u32>>,
+    /// Distinct values, sorted.
+    pub levels: Vec<String>,
+}
+
+/// The partners table.
+#[derive(Debug, Clone)]
+pub struct PartnersTable {
+    /// Partner ids, one per row, unique.
+    pub ids: Vec<String>,
+    /// Numeric features in configured order.
+    pub numeric: Vec<NumericColumn>,
+    /// Revenue column (for shares), when it is not one of the features.
+    pub revenue: NumericColumn,
+    /// Categorical columns in configured order.
+    pub categorical: Vec<CategoricalColumn>,
+    /// Files read.
+    pub files: Vec<PathBuf>,
+}
+
+/// The assignments of the evaluated period, aligned to the partners table.
+#[derive(Debug, Clone)]
+pub struct AssignmentsTable {
+    /// Row of the partner in [`PartnersTable::ids`].
+    pub partner_row: Vec<u32>,
+    /// Scheme per assignment (`holdout` included), as codes into `schemes`.
+    pub scheme: Vec<u32>,
+    /// Distinct scheme ids, sorted.
+    pub schemes: Vec<String>,
+    /// What the incentive paid.
+    pub cost: Vec<f64>,
+    /// The stratum the partner was drawn in, when given.
+    pub segment_id: Vec<Option<u32>>,
+    /// Files read.
+    pub files: Vec<PathBuf>,
+}
+
+/// The outcomes of the evaluated period, aligned to the partners table.
+#[derive(Debug, Clone)]
+pub struct OutcomesTable {
+    /// Row of the partner in [`PartnersTable::ids`].
+    pub partner_row: Vec<u32>,
+    /// Outcome and covariate columns (NaN = missing).
+    pub columns: Vec<NumericColumn>,
+    /// Files read.
+    pub files: Vec<PathBuf>,
+}
+
+/// Everything read for a run.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Partners.
+    pub partners: PartnersTable,
+    /// Assignments, when configured.
+    pub assignments: Option<AssignmentsTable>,
+    /// Outcomes, when configured.
+    pub outcomes: Option<OutcomesTable>,
+}
+
+/// The files of an input: the file itself, or a folder's `*.parquet` files in name order.
+pub fn list_files(path: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    let problem = |message: String| Problem { file: path.to_path_buf(), column: None, row: None, partner_id: None, message };
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            problems.push(problem(format!("cannot be read: {error}")));
+            return Vec::new();
+        }
+    };
+    if metadata.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(problem(format!("folder cannot be listed: {error}")));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            !name.starts_with('.') && !name.starts_with('_') && name.ends_with(".parquet") && p.is_file()
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        problems.push(problem("folder holds no `*.parquet` part files".into()));
+    }
+    files
+}
+
+/// What a table needs from its columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Key,
+    Text,
+    Numeric,
+}
+
+struct ColumnSpec {
+    name: String,
+    role: Role,
+    required: bool,
+}
+
+/// The decoded columns of one table, concatenated over its files.
+struct RawTable {
+    files: Vec<PathBuf>,
+    /// Per file, its number of rows, for row numbers in messages.
+    file_rows: Vec<(PathBuf, usize)>,
+    /// Columns by name (present ones only), cast to Utf8 or Float64.
+    columns: HashMap<String, Vec<ArrayRef>>,
+    n_rows: usize,
+}
+
+impl RawTable {
+    /// (file, row within file) of a global row.
+    fn locate(&self, mut row: usize) -> (PathBuf, usize) {
+        for (file, rows) in &self.file_rows {
+            if row < *rows {
+                return (file.clone(), row);
+            }
+            row -= rows;
+        }
+        (self.files.last().cloned().unwrap_or_default(), row)
+    }
+
+    fn strings(&self, name: &str) -> Vec<Option<&str>> {
+        let mut out = Vec::with_capacity(self.n_rows);
+        for array in self.columns.get(name).into_iter().flatten() {
+            let array = array.as_string::<i32>();
+            out.extend(array.iter());
+        }
+        out
+    }
+
+    fn floats(&self, name: &str) -> Vec<Option<f64>> {
+        let mut out = Vec::with_capacity(self.n_rows);
+        for array in self.columns.get(name).into_iter().flatten() {
+            out.extend(array.as_primitive::<arrow_array::types::Float64Type>().iter());
+        }
+        out
+    }
+}
+
+fn type_name(data_type: &DataType) -> String {
+    format!("{data_type}")
+}
+
+/// Reads one table: checks the files, their schemas and the columns' types,
+/// and decodes only the wanted columns.
+fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) -> Option<RawTable> {
+    let files = list_files(path, problems);
+    if files.is_empty() {
+        return None;
+    }
+    let mut table = RawTable { files: files.clone(), file_rows: Vec::new(), columns: HashMap::new(), n_rows: 0 };
+    let mut first_schema: Option<(PathBuf, Arc<Schema>)> = None;
+    let mut ok = true;
+    for file in &files {
+        let problem = |column: Option<&str>, message: String| Problem {
+            file: file.clone(),
+            column: column.map(str::to_string),
+            row: None,
+            partner_id: None,
+            message,
+        };
+        let handle = match std::fs::File::open(file) {
+            Ok(handle) => handle,
+            Err(error) => {
+                problems.push(problem(None, format!("cannot be opened: {error}")));
+                ok = false;
+                continue;
+            }
+        };
+        let builder = match ParquetRecordBatchReaderBuilder::try_new(handle) {
+            Ok(builder) => builder,
+            Err(error) => {
+                problems.push(problem(None, format!("is not a readable Parquet file (not Parquet, or truncated): {error}")));
+                ok = false;
+                continue;
+            }
+        };
+        let schema = builder.schema().clone();
+        if let Some((first_file, first)) = &first_schema {
+            for field in first.fields() {
+                match schema.field_with_name(field.name()) {
+                    Err(_) => problems.push(problem(
+                        Some(field.name()),
+                        format!("part files have conflicting schemas: the column is in `{}` but not in this file", first_file.display()),
+                    )),
+                    Ok(other) if other.data_type() != field.data_type() => problems.push(problem(
+                        Some(field.name()),
+                        format!(
+                            "part files have conflicting schemas: {} here, {} in `{}`",
+                            type_name(other.data_type()),
+                            type_name(field.data_type()),
+                            first_file.display()
+                        ),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            for field in schema.fields() {
+                if first.field_with_name(field.name()).is_err() {
+                    problems.push(problem(
+                        Some(field.name()),
+                        format!("part files have conflicting schemas: the column is in this file but not in `{}`", first_file.display()),
+                    ));
+                }
+            }
+        } else {
+            first_schema = Some((file.clone(), schema.clone()));
+        }
+        let mut indices = Vec::new();
+        let mut file_ok = true;
+        for spec in specs {
+            match schema.index_of(&spec.name) {
+                Err(_) => {
+                    if spec.required {
+                        problems.push(problem(Some(&spec.name), "column is missing".into()));
+                        file_ok = false;
+                    }
+                }
+                Ok(index) => {
+                    let data_type = schema.field(index).data_type();
+                    let fits = match spec.role {
+                        Role::Key | Role::Text => is_text(data_type),
+                        Role::Numeric => is_numeric(data_type),
+                    };
+                    if !fits {
+                        let wanted = match spec.role {
+                            Role::Key | Role::Text => "text (Utf8)",
+                            Role::Numeric => "numeric (an Arrow integer or floating type)",
+                        };
+                        problems.push(problem(Some(&spec.name), format!("wrong type: {} where {wanted} is expected", type_name(data_type))));
+                        file_ok = false;
+                    } else {
+                        indices.push(index);
+                    }
+                }
+            }
+        }
+        if !file_ok {
+            ok = false;
+            continue;
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+        let reader = match builder.with_projection(mask).build() {
+            Ok(reader) => reader,
+            Err(error) => {
+                problems.push(problem(None, format!("cannot be decoded: {error}")));
+                ok = false;
+                continue;
+            }
+        };
+        let mut rows = 0usize;
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut decode_failed = false;
+        for batch in reader {
+            match batch {
+                Ok(batch) => {
+                    rows += batch.num_rows();
+                    batches.push(batch);
+                }
+                Err(error) => {
+                    problems.push(problem(None, format!("cannot be decoded (truncated or corrupt?) after row {rows}: {error}")));
+                    decode_failed = true;
+                    break;
+                }
+            }
+        }
+        if decode_failed {
+            ok = false;
+            continue;
+        }
+        for batch in &batches {
+            for spec in specs {
+                let Some(array) = batch.column_by_name(&spec.name) else { continue };
+                let target = if spec.role == Role::Numeric { DataType::Float64 } else { DataType::Utf8 };
+                match arrow_cast::cast(array, &target) {
+                    Ok(cast) => table.columns.entry(spec.name.clone()).or_default().push(cast),
+                    Err(error) => {
+                        problems.push(problem(Some(&spec.name), format!("cannot be read as {target}: {error}")));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        table.file_rows.push((file.clone(), rows));
+        table.n_rows += rows;
+    }
+    if !ok {
+        return None;
+    }
+    if table.n_rows == 0 {
+        problems.push(Problem { file: path.to_path_buf(), column: None, row: None, partner_id: None, message: "table is empty (0 rows)".into() });
+        return None;
+    }
+    Some(table)
+}
+
+/// Checks the key column: non-null, a valid id, unique. Returns the ids (None where invalid).
+fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<String>> {
+    let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(table.n_rows);
+    let keys = table.strings(PARTNER_ID);
+    let mut out = Vec::with_capacity(keys.len());
+    for (row, key) in keys.iter().enumerate() {
+        let located = |message: String, partner: Option<&str>| {
+            let (file, file_row) = table.locate(row);
+            Problem { file, column: Some(PARTNER_ID.into()), row: Some(file_row), partner_id: partner.map(str::to_string), message }
+        };
+        match key {
+            None => {
+                problems.push(located("partner_id is null".into(), None));
+                out.push(None);
+            }
+            Some(id) => {
+                if let Err(error) = PartnerId::try_new(*id) {
+                    problems.push(located(error.to_string(), None));
+                    out.push(None);
+                    continue;
+                }
+                if let Some(previous) = first_seen.get(id) {
+                    let (file, previous_row) = table.locate(*previous);
+                    problems.push(located(format!("duplicate partner_id: first seen in `{}`, row {previous_row}", file.display()), Some(id)));
+                    out.push(None);
+                    continue;
+                }
+                first_seen.insert(id, row);
+                out.push(Some((*id).to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Checks a numeric column for NaN and infinity; returns it with NaN for null.
+fn check_numeric(table: &RawTable, name: &str, keys: &[Option<String>], null_allowed: bool, problems: &mut Vec<Problem>) -> Vec<f64> {
+    let values = table.floats(name);
+    let mut out = Vec::with_capacity(values.len());
+    for (row, value) in values.iter().enumerate() {
+        let bad = match value {
+            None if !null_allowed => Some("value is null".to_string()),
+            Some(v) if v.is_nan() => Some("NaN is not a valid value (leave it null when missing)".to_string()),
+            Some(v) if v.is_infinite() => Some(format!("{v} is not a valid value")),
+            _ => None,
+        };
+        if let Some(message) = bad {
+            let (file, file_row) = table.locate(row);
+            problems.push(Problem { file, column: Some(name.into()), row: Some(file_row), partner_id: keys.get(row).cloned().flatten(), message });
+        }
+        out.push(value.unwrap_or(f64::NAN));
+    }
+    out
+}
+
+fn categorical(name: &str, values: Vec<Option<&str>>) -> CategoricalColumn {
+    let mut levels: Vec<String> = values.iter().flatten().map(|s| (*s).to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    levels.shrink_to_fit();
+    let index: HashMap<&str, u32> = levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+    let codes = values.iter().map(|v| v.and_then(|s| index.get(s).copied())).collect();
+    CategoricalColumn { name: name.to_string(), codes, levels }
+}
+
+/// The numeric feature columns: configured, or every numeric column of the first readable file.
+fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) -> Vec<String> {
+    if let Some(names) = &settings.features.numeric {
+        return names.clone();
+    }
+    let mut scratch = Vec::new();
+    for file in list_files(&settings.inputs.partners, &mut scratch) {
+        let Ok(handle) = std::fs::File::open(&file) else { continue };
+        let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(handle) else { continue };
+        let names: Vec<String> = builder
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != PARTNER_ID && is_numeric(f.data_type()) && !settings.features.categorical.contains(f.name()))
+            .map(|f| f.name().clone())
+            .collect();
+        if names.is_empty() {
+            problems.push(Problem {
+                file,
+                column: None,
+                row: None,
+                partner_id: None,
+                message: "has no numeric feature columns (set features.numeric to name them)".into(),
+            });
+        }
+        return names;
+    }
+    Vec::new()
+}
+
+fn read_partners(settings: &RunSettings, problems: &mut Vec<Problem>) -> Option<PartnersTable> {
+    let numeric_names = numeric_feature_names(settings, problems);
+    let mut specs = vec![ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }];
+    specs.extend(numeric_names.iter().map(|n| ColumnSpec { name: n.clone(), role: Role::Numeric, required: true }));
+    let revenue_is_feature = numeric_names.contains(&settings.features.revenue);
+    if !revenue_is_feature {
+        specs.push(ColumnSpec { name: settings.features.revenue.clone(), role: Role::Numeric, required: true });
+    }
+    specs.extend(settings.features.categorical.iter().map(|n| ColumnSpec { name: n.clone(), role: Role::Text, required: true }));
+    let table = read_table(&settings.inputs.partners, &specs, problems)?;
+    let keys = check_keys(&table, problems);
+    let mut numeric = Vec::new();
+    for name in &numeric_names {
+        let values = check_numeric(&table, name, &keys, true, problems);
+        if values.iter().all(|v| v.is_nan()) {
+            problems.push(Problem {
+                file: settings.inputs.partners.clone(),
+                column: Some(name.clone()),
+                row: None,
+                partner_id: None,
+                message: "every value is null: a feature needs at least one value".into(),
+            });
+        }
+        numeric.push(NumericColumn { name: name.clone(), values });
+    }
+    let revenue = if revenue_is_feature {
+        numeric.iter().find(|c| c.name == settings.features.revenue).cloned()?
+    } else {
+        NumericColumn { name: settings.features.revenue.clone(), values: check_numeric(&table, &settings.features.revenue, &keys, true, problems) }
+    };
+    let categorical = settings.features.categorical.iter().map(|name| categorical(name, table.strings(name))).collect();
+    let ids = keys.into_iter().map(Option::unwrap_or_default).collect();
+    Some(PartnersTable { ids, numeric, revenue, categorical, files: table.files })
+}
+
+/// Maps each row's partner_id to a partners row, refusing unknown and repeated partners.
+fn align(table: &RawTable, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Vec<Option<u32>> {
+    let keys = table.strings(PARTNER_ID);
+    let mut seen: HashMap<u32, usize> = HashMap::with_capacity(keys.len());
+    let mut out = Vec::with_capacity(keys.len());
+    for (row, key) in keys.iter().enumerate() {
+        let located = |message: String, partner: Option<&str>| {
+            let (file, file_row) = table.locate(row);
+            Problem { file, column: Some(PARTNER_ID.into()), row: Some(file_row), partner_id: partner.map(str::to_string), message }
+        };
+        let Some(id) = key else {
+            problems.push(located("partner_id is null".into(), None));
+            out.push(None);
+            continue;
+        };
+        let Some(&partner_row) = index.get(id) else {
+            problems.push(located("unknown partner: not in the partners table".into(), Some(id)));
+            out.push(None);
+            continue;
+        };
+        if let Some(previous) = seen.insert(partner_row, row) {
+            let (file, previous_row) = table.locate(previous);
+            problems.push(located(format!("more than one row for this partner: also `{}`, row {previous_row}", file.display()), Some(id)));
+            out.push(None);
+            continue;
+        }
+        out.push(Some(partner_row));
+    }
+    out
+}
+
+fn read_assignments(path: &Path, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Option<AssignmentsTable> {
+    let specs = [
+        ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true },
+        ColumnSpec { name: SCHEME_ID.into(), role: Role::Text, required: true },
+        ColumnSpec { name: COST.into(), role: Role::Numeric, required: true },
+        ColumnSpec { name: SEGMENT_ID.into(), role: Role::Numeric, required: false },
+    ];
+    let table = read_table(path, &specs, problems)?;
+    let rows = align(&table, index, problems);
+    let keys: Vec<Option<String>> = table.strings(PARTNER_ID).iter().map(|k| k.map(str::to_string)).collect();
+    let schemes_raw = table.strings(SCHEME_ID);
+    let cost = check_numeric(&table, COST, &keys, false, problems);
+    let segment_raw = if table.columns.contains_key(SEGMENT_ID) { table.floats(SEGMENT_ID) } else { vec![None; table.n_rows] };
+    let mut located = |row: usize, column: &str, message: String| {
+        let (file, file_row) = table.locate(row);
+        problems.push(Problem { file, column: Some(column.into()), row: Some(file_row), partner_id: keys[row].clone(), message });
+    };
+    let mut segment_id = Vec::with_capacity(table.n_rows);
+    for (row, value) in segment_raw.iter().enumerate() {
+        match value {
+            Some(v) if !(v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX)) => {
+                located(row, SEGMENT_ID, format!("{v} is not a segment id (a whole number from 0 to 4294967295)"));
+                segment_id.push(None);
+            }
+            other => segment_id.push(other.map(|v| v as u32)),
+        }
+    }
+    for (row, value) in cost.iter().enumerate() {
+        if *value < 0.0 {
+            located(row, COST, format!("negative cost {value}: a cost is what the incentive paid, >= 0"));
+        }
+    }
+    for (row, scheme) in schemes_raw.iter().enumerate() {
+        match scheme {
+            None => located(row, SCHEME_ID, "scheme_id is null (use \"holdout\" for the control group)".into()),
+            Some(s) => {
+                if let Err(error) = SchemeId::try_new(*s) {
+                    located(row, SCHEME_ID, error.to_string());
+                }
+            }
+        }
+    }
+    let schemes = categorical(SCHEME_ID, schemes_raw);
+    let mut out = AssignmentsTable {
+        partner_row: Vec::new(),
+        scheme: Vec::new(),
+        schemes: schemes.levels.clone(),
+        cost: Vec::new(),
+        segment_id: Vec::new(),
+        files: table.files.clone(),
+    };
+    for row in 0..table.n_rows {
+        if let (Some(partner_row), Some(code)) = (rows[row], schemes.codes[row]) {
+            out.partner_row.push(partner_row);
+            out.scheme.push(code);
+            out.cost.push(cost[row]);
+            out.segment_id.push(segment_id[row]);
+        }
+    }
+    Some(out)
+}
+
+fn read_outcomes(path: &Path, settings: &RunSettings, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Option<OutcomesTable> {
+    let mut names: Vec<String> = Vec::new();
+    for outcome in &settings.outcomes {
+        for name in std::iter::once(&outcome.name).chain(outcome.covariate.as_ref()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    let mut specs = vec![ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }];
+    specs.extend(names.iter().map(|n| ColumnSpec { name: n.clone(), role: Role::Numeric, required: true }));
+    let table = read_table(path, &specs, problems)?;
+    let rows = align(&table, index, problems);
+    let keys: Vec<Option<String>> = table.strings(PARTNER_ID).iter().map(|k| k.map(str::to_string)).collect();
+    let columns: Vec<NumericColumn> =
+        names.iter().map(|name| NumericColumn { name: name.clone(), values: check_numeric(&table, name, &keys, true, problems) }).collect();
+    let keep: Vec<usize> = (0..table.n_rows).filter(|r| rows[*r].is_some()).collect();
+    Some(OutcomesTable {
+        partner_row: keep.iter().filter_map(|r| rows[*r]).collect(),
+        columns: columns.into_iter().map(|c| NumericColumn { values: keep.iter().map(|r| c.values[*r]).collect(), name: c.name }).collect(),
+        files: table.files,
+    })
+}
+
+/// Reads and checks every configured input. Returns every problem found.
+pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
+    let mut problems = Vec::new();
+    let partners = read_partners(settings, &mut problems);
+    let index: HashMap<&str, u32> = partners
+        .as_ref()
+        .map(|p| p.ids.iter().enumerate().filter(|(_, id)| !id.is_empty()).map(|(row, id)| (id.as_str(), row as u32)).collect())
+        .unwrap_or_default();
+    // With an unreadable partners table, assignments and outcomes are still
+    // checked on their own, so that one run reports everything.
+    let assignments = settings.inputs.assignments.as_ref().and_then(|path| {
+        if partners.is_some() {
+            read_assignments(path, &index, &mut problems)
+        } else {
+            read_table(path, &[ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }], &mut problems);
+            None
+        }
+    });
+    let outcomes = settings.inputs.outcomes.as_ref().and_then(|path| {
+        if partners.is_some() {
+            read_outcomes(path, settings, &index, &mut problems)
+        } else {
+            read_table(path, &[ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }], &mut problems);
+            None
+        }
+    });
+    if let Some(previous) = &settings.inputs.previous_run {
+        if !previous.is_dir() {
+            problems.push(Problem {
+                file: previous.clone(),
+                column: None,
+                row: None,
+                partner_id: None,
+                message: "previous run folder does not exist".into(),
+            });
+        }
+    }
+    match partners {
+        Some(partners) if problems.is_empty() => Ok(Inputs { partners, assignments, outcomes }),
+        _ => Err(IngestError { problems }),
+    }
+}

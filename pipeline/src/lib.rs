@@ -1,0 +1,16 @@
+//! segtune: segments channel partners, measures the lift of each incentive
+//! scheme per segment against holdouts, and tunes each segment's incentive mix
+//! for the next period.
+//!
+//! This crate holds the stages and the `segtune` binary. Stages never call
+//! each other: the binary chains them through their hand-off types. So far:
+//! [`config`] (the run file, resolved once), [`ingest`] (reading and refusing
+//! bad input), [`output`] (folders that appear complete or not at all) and
+//! [`exit`] (the contract's exit codes).
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod exit;
+pub mod ingest;
+pub mod output;

@@ -1,0 +1,224 @@
+//! The `segtune` command line: parse, run, map the outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use segtune::config::{ConfigError, Overrides, RawConfig, RunSettings};
+use segtune::exit::{classify, ExitStatus};
+use segtune::ingest::{ingest, IngestError};
+use segtune::output::StagedDir;
+use segtune_data::generator::{self, GeneratorParams};
+
+/// Segment channel partners, measure incentive lift, tune each segment's incentive mix.
+///
+/// segtune is a scheduled batch job: it reads partner features, assignments and
+/// outcomes from Parquet, and writes segments, lift, tuned weights, a manifest
+/// and a report into one run folder. Logs go to stderr; stdout carries only data.
+#[derive(Debug, Parser)]
+#[command(name = "segtune", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr: `text` for people, `json` for schedulers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SEGTUNE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// More logs (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a synthetic channel program with known ground truth.
+    ///
+    /// Writes, per period, partners, assignments and outcomes under
+    /// `periods/<period>/`, the truth (archetypes, true effects, true lift and
+    /// cost) under `truth/`, and a ready run configuration `segtune.toml` for
+    /// the last period. Large tables are written as folders of part files.
+    Generate(GenerateArgs),
+    /// Check a configuration and its input data; writes nothing.
+    ///
+    /// Reports every problem found: configuration problems (exit 2) and data
+    /// problems (exit 3), each naming the file, the column and the row or partner.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Output folder (must not exist, or be empty, unless --force).
+    #[arg(long, env = "SEGTUNE_OUT")]
+    out: PathBuf,
+    /// Partners per period.
+    #[arg(long, default_value_t = generator::DEFAULT_PARTNERS)]
+    partners: usize,
+    /// Number of periods.
+    #[arg(long, default_value_t = generator::DEFAULT_PERIODS)]
+    periods: usize,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = generator::DEFAULT_SEED)]
+    seed: u64,
+    /// First period (YYYY-Qn or YYYY-MM).
+    #[arg(long, default_value = generator::DEFAULT_START_PERIOD)]
+    start_period: String,
+    /// Share of established partners changing archetype per period.
+    #[arg(long, default_value_t = generator::DEFAULT_DRIFT)]
+    drift: f64,
+    /// Holdout share of the generator's own assignment draw.
+    #[arg(long, default_value_t = generator::DEFAULT_HOLDOUT_SHARE)]
+    holdout_share: f64,
+    /// Partners per part file; more partners than this give part-file folders.
+    #[arg(long, default_value_t = generator::DEFAULT_PART_ROWS)]
+    part_rows: usize,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The run configuration (TOML).
+    #[arg(long, env = "SEGTUNE_CONFIG")]
+    config: PathBuf,
+    #[command(flatten)]
+    inputs: InputOverrides,
+}
+
+/// Input paths that replace the configuration's (command line > environment > file).
+#[derive(Debug, Args)]
+struct InputOverrides {
+    /// Partners table (file or folder of part files).
+    #[arg(long, env = "SEGTUNE_PARTNERS")]
+    partners: Option<PathBuf>,
+    /// Assignments of the evaluated period.
+    #[arg(long, env = "SEGTUNE_ASSIGNMENTS")]
+    assignments: Option<PathBuf>,
+    /// Outcomes of the evaluated period.
+    #[arg(long, env = "SEGTUNE_OUTCOMES")]
+    outcomes: Option<PathBuf>,
+    /// The previous run's folder.
+    #[arg(long, env = "SEGTUNE_PREVIOUS_RUN")]
+    previous_run: Option<PathBuf>,
+}
+
+impl InputOverrides {
+    fn to_overrides(&self) -> Overrides {
+        Overrides {
+            partners: self.partners.clone(),
+            assignments: self.assignments.clone(),
+            outcomes: self.outcomes.clone(),
+            previous_run: self.previous_run.clone(),
+            seed: None,
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let params = GeneratorParams::new()
+        .with_partners(args.partners)
+        .with_periods(args.periods)
+        .with_seed(args.seed)
+        .with_start_period(args.start_period.clone())
+        .with_drift(args.drift)
+        .with_holdout_share(args.holdout_share)
+        .with_part_rows(args.part_rows)
+        .check()?;
+    let staged = StagedDir::create(&args.out, args.force)?;
+    let started = std::time::Instant::now();
+    tracing::info!(partners = params.n_partners, periods = params.n_periods, seed = params.seed, "generating");
+    let summary = generator::generate(&params, staged.path()).context("generation failed")?;
+    let out = staged.commit()?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "generated");
+    println!(
+        "wrote {} periods ({} to {}) of {} partners to {}\nnext: segtune validate --config {}",
+        summary.periods.len(),
+        summary.periods.first().map_or("", String::as_str),
+        summary.periods.last().map_or("", String::as_str),
+        summary.n_partners,
+        out.display(),
+        out.join("segtune.toml").display()
+    );
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
+    let source = fs_err::read_to_string(&args.config).map_err(|source| ConfigError::Read { path: args.config.clone(), source })?;
+    let raw: RawConfig = toml::from_str(&source)
+        .map_err(|error| ConfigError::Parse { path: args.config.clone(), message: error.to_string().trim_end().to_string() })?;
+    let (settings, config_problems) = RunSettings::resolve_lenient(&args.config, &source, raw, &args.inputs.to_overrides());
+    let data = settings.as_ref().map(ingest);
+    let data_error = match &data {
+        Some(Err(error)) => Some(error.clone()),
+        _ => None,
+    };
+    if !config_problems.is_empty() {
+        let config_error = ConfigError::Invalid { path: args.config.clone(), problems: config_problems };
+        return Err(match data_error {
+            // Both kinds: report both, exit 2 wins.
+            Some(data_error) => anyhow::Error::new(config_error).context(format!("{data_error}")),
+            None => config_error.into(),
+        });
+    }
+    let inputs = match data {
+        Some(Ok(inputs)) => inputs,
+        Some(Err(error)) => return Err(error.into()),
+        None => return Err(IngestError { problems: vec![] }.into()),
+    };
+    let summary = serde_json::json!({
+        "status": "valid",
+        "config": args.config,
+        "partners": inputs.partners.ids.len(),
+        "partner_files": inputs.partners.files.len(),
+        "numeric_features": inputs.partners.numeric.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        "categorical_features": inputs.partners.categorical.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        "assignments": inputs.assignments.as_ref().map(|a| a.partner_row.len()),
+        "outcomes": inputs.outcomes.as_ref().map(|o| o.partner_row.len()),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let result = match &cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Validate(args) => validate(args),
+    };
+    match result {
+        Ok(()) => ExitStatus::Success.into(),
+        Err(error) => {
+            let status = classify(&error);
+            eprintln!("error: {error:#}");
+            status.into()
+        }
+    }
+}
