@@ -29,7 +29,12 @@ pub struct IdError {
 fn check(kind: &'static str, value: &str) -> Result<(), IdError> {
     let refuse = |reason| IdError {
         kind,
-        shown: value.chars().take(40).collect::<String>().escape_debug().to_string(),
+        shown: value
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .escape_debug()
+            .to_string(),
         reason,
     };
     if value.is_empty() {
@@ -105,7 +110,9 @@ impl SchemeId {
 }
 
 /// A segment's id: stable across runs, never reused once retired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct SegmentId(pub u32);
 
@@ -124,7 +131,10 @@ mod tests {
         assert!(PartnerId::try_new("").is_err());
         assert!(PartnerId::try_new("P1\n").is_err());
         assert!(PartnerId::try_new("x".repeat(257)).is_err());
-        assert_eq!(PartnerId::try_new("P0000001").expect("valid").as_str(), "P0000001");
+        assert_eq!(
+            PartnerId::try_new("P0000001").expect("valid").as_str(),
+            "P0000001"
+        );
     }
 
     #[test]

@@ -32,15 +32,28 @@ fn properties() -> WriterProperties {
 pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<()> {
     let temporary = temporary_sibling(path);
     let result = (|| {
-        let file = fs_err::File::create(&temporary).map_err(|source| DataError::Io { path: temporary.clone(), source })?;
-        let parquet_error = |source| DataError::Parquet { path: path.to_path_buf(), source };
-        let mut writer = ArrowWriter::try_new(file, schema, Some(properties())).map_err(parquet_error)?;
+        let file = fs_err::File::create(&temporary).map_err(|source| DataError::Io {
+            path: temporary.clone(),
+            source,
+        })?;
+        let parquet_error = |source| DataError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut writer =
+            ArrowWriter::try_new(file, schema, Some(properties())).map_err(parquet_error)?;
         for batch in batches {
             writer.write(batch).map_err(parquet_error)?;
         }
         let file = writer.into_inner().map_err(parquet_error)?;
-        file.sync_all().map_err(|source| DataError::Io { path: temporary.clone(), source })?;
-        fs_err::rename(&temporary, path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+        file.sync_all().map_err(|source| DataError::Io {
+            path: temporary.clone(),
+            source,
+        })?;
+        fs_err::rename(&temporary, path).map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
@@ -50,7 +63,10 @@ pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) 
 
 /// `dir/.name.tmp`: a sibling that readers of `*.parquet` ignore.
 pub fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }
 

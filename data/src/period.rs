@@ -51,11 +51,17 @@ impl Period {
         if label.is_empty() {
             return Err(refuse("it is empty"));
         }
-        if label.chars().any(|c| c.is_control() || c == '/' || c == '\\') || label == "." || label == ".." {
+        if label
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+            || label == "."
+            || label == ".."
+        {
             return Err(refuse("it may not contain `/`, `\\` or control characters"));
         }
         let bytes = label.as_bytes();
-        let year_prefix = bytes.len() >= 5 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-';
+        let year_prefix =
+            bytes.len() >= 5 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-';
         if year_prefix {
             let year: i32 = label[..4].parse().map_err(|_| refuse("bad year"))?;
             let rest = &label[5..];
@@ -130,12 +136,21 @@ mod tests {
     fn month_rolls_over_the_year() {
         let period = Period::parse("2026-12").expect("valid");
         assert_eq!(period.next().expect("derivable").to_string(), "2027-01");
-        assert_eq!(Period::parse("2026-01").expect("valid").offset(-1).expect("derivable").to_string(), "2025-12");
+        assert_eq!(
+            Period::parse("2026-01")
+                .expect("valid")
+                .offset(-1)
+                .expect("derivable")
+                .to_string(),
+            "2025-12"
+        );
     }
 
     #[test]
     fn malformed_quarters_and_months_are_refused() {
-        for label in ["2026-Q5", "2026-Q0", "2026-q3", "2026-13", "2026-00", "", "a/b", ".."] {
+        for label in [
+            "2026-Q5", "2026-Q0", "2026-q3", "2026-13", "2026-00", "", "a/b", "..",
+        ] {
             assert!(Period::parse(label).is_err(), "{label} should be refused");
         }
     }

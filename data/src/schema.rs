@@ -26,8 +26,10 @@ pub fn is_numeric(data_type: &DataType) -> bool {
 
 /// Whether an Arrow type counts as text.
 pub fn is_text(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-        || matches!(data_type, DataType::Dictionary(_, value) if matches!(**value, DataType::Utf8 | DataType::LargeUtf8))
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) || matches!(data_type, DataType::Dictionary(_, value) if matches!(**value, DataType::Utf8 | DataType::LargeUtf8))
 }
 
 /// Numeric feature columns the generator writes, with their Arrow types.
@@ -53,7 +55,11 @@ pub const GENERATED_CATEGORICALS: [&str; 3] = ["partner_type", "region", "tier"]
 pub fn generated_partners() -> Arc<Schema> {
     let mut fields = vec![Field::new(PARTNER_ID, DataType::Utf8, false)];
     for (name, data_type) in GENERATED_FEATURES {
-        fields.push(Field::new(name, data_type, name != "tenure_months" && name != "product_lines_sold"));
+        fields.push(Field::new(
+            name,
+            data_type,
+            name != "tenure_months" && name != "product_lines_sold",
+        ));
     }
     for name in GENERATED_CATEGORICALS {
         fields.push(Field::new(name, DataType::Utf8, false));
@@ -101,4 +107,37 @@ pub fn truth_effects() -> Arc<Schema> {
         Field::new("effect_certifications", DataType::Float64, false),
         Field::new("revenue_baseline", DataType::Float64, false),
     ]))
+}
+
+/// Schema of `truth/lift.parquet`.
+pub fn truth_lift() -> Arc<Schema> {
+    let float = |name: &str, nullable: bool| Field::new(name, DataType::Float64, nullable);
+    Arc::new(Schema::new(vec![
+        Field::new("period", DataType::Utf8, false),
+        Field::new("archetype", DataType::Utf8, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new("n_partners", DataType::UInt64, false),
+        Field::new("n_assigned", DataType::UInt64, false),
+        float("mean_revenue", false),
+        float("sd_revenue", true),
+        float("true_lift", false),
+        float("true_cost", false),
+        float("true_net", false),
+        float("lift_sd", true),
+        float("net_sd", true),
+        float("realised_lift", true),
+        float("realised_cost", true),
+    ]))
+}
+
+/// The schemas that data/SCHEMA.md documents exactly, by their heading there.
+pub fn documented() -> Vec<(&'static str, Arc<Schema>)> {
+    vec![
+        ("generated partners", generated_partners()),
+        ("assignments", assignments()),
+        ("generated outcomes", generated_outcomes()),
+        ("truth archetypes", truth_archetypes()),
+        ("truth effects", truth_effects()),
+        ("truth lift", truth_lift()),
+    ]
 }

@@ -2,8 +2,8 @@
 //!
 //! The file is a serde struct with kebab-case keys and `Option` fields
 //! ([`RawConfig`]); [`RunSettings::resolve`] applies the documented defaults
-//! and the command-line and environment overrides (command line > environment
-//! > file > default) and checks every value, collecting every problem with the
+//! and the command-line and environment overrides (command line, then
+//! environment, then file, then default) and checks every value, collecting every problem with the
 //! key and line it comes from. Unknown keys and wrong types are refused by the
 //! TOML reader itself, which names the key and the line. Relative paths are
 //! relative to the folder of the configuration file, so a run folder and its
@@ -234,40 +234,75 @@ pub fn key_line(source: &str, key: &[&str]) -> Option<usize> {
 impl RunSettings {
     /// Reads and resolves a configuration file.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let source = fs_err::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let source = fs_err::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_source(path, &source, overrides)
     }
 
     /// Resolves configuration text that came from `path`.
-    pub fn from_source(path: &Path, source: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(source).map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string().trim_end().to_string() })?;
+    pub fn from_source(
+        path: &Path,
+        source: &str,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(source).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string().trim_end().to_string(),
+        })?;
         Self::resolve(path, source, raw, overrides)
     }
 
     /// Applies defaults and overrides to a parsed file and checks every value.
-    pub fn resolve(path: &Path, source: &str, raw: RawConfig, overrides: &Overrides) -> Result<Self, ConfigError> {
+    pub fn resolve(
+        path: &Path,
+        source: &str,
+        raw: RawConfig,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         match Self::resolve_lenient(path, source, raw, overrides) {
             (Some(settings), problems) if problems.is_empty() => Ok(settings),
-            (_, problems) => Err(ConfigError::Invalid { path: path.to_path_buf(), problems }),
+            (_, problems) => Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            }),
         }
     }
 
     /// Like [`RunSettings::resolve`], but returns the settings it could build
     /// (placeholders where a value was invalid) beside every problem, so that
     /// `validate` can still check the input data of a flawed configuration.
-    pub fn resolve_lenient(path: &Path, source: &str, raw: RawConfig, overrides: &Overrides) -> (Option<Self>, Vec<ConfigProblem>) {
+    pub fn resolve_lenient(
+        path: &Path,
+        source: &str,
+        raw: RawConfig,
+        overrides: &Overrides,
+    ) -> (Option<Self>, Vec<ConfigProblem>) {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| {
             let parts: Vec<&str> = key.split('.').collect();
-            problems.push(ConfigProblem { key: key.to_string(), line: key_line(source, &parts), message });
+            problems.push(ConfigProblem {
+                key: key.to_string(),
+                line: key_line(source, &parts),
+                message,
+            });
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve_path = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let resolve_path = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
 
         let period = match raw.period.as_deref().map(Period::parse) {
             None => {
-                problem("period", "is required (the evaluated period, e.g. \"2026-Q3\")".into());
+                problem(
+                    "period",
+                    "is required (the evaluated period, e.g. \"2026-Q3\")".into(),
+                );
                 None
             }
             Some(Err(error)) => {
@@ -298,17 +333,35 @@ impl RunSettings {
         };
         let margin_rate = raw.margin_rate.unwrap_or(DEFAULT_MARGIN_RATE);
         if !(0.0..=1.0).contains(&margin_rate) {
-            problem("margin-rate", format!("must be in [0, 1], got {margin_rate}"));
+            problem(
+                "margin-rate",
+                format!("must be in [0, 1], got {margin_rate}"),
+            );
         }
 
         let inputs = raw.inputs.unwrap_or_default();
-        let partners = overrides.partners.clone().or(inputs.partners.as_ref().map(&resolve_path));
+        let partners = overrides
+            .partners
+            .clone()
+            .or(inputs.partners.as_ref().map(&resolve_path));
         if partners.is_none() {
-            problem("inputs.partners", "is required (a Parquet file or a folder of part files)".into());
+            problem(
+                "inputs.partners",
+                "is required (a Parquet file or a folder of part files)".into(),
+            );
         }
-        let assignments = overrides.assignments.clone().or(inputs.assignments.as_ref().map(&resolve_path));
-        let outcomes = overrides.outcomes.clone().or(inputs.outcomes.as_ref().map(&resolve_path));
-        let previous_run = overrides.previous_run.clone().or(inputs.previous_run.as_ref().map(&resolve_path));
+        let assignments = overrides
+            .assignments
+            .clone()
+            .or(inputs.assignments.as_ref().map(&resolve_path));
+        let outcomes = overrides
+            .outcomes
+            .clone()
+            .or(inputs.outcomes.as_ref().map(&resolve_path));
+        let previous_run = overrides
+            .previous_run
+            .clone()
+            .or(inputs.previous_run.as_ref().map(&resolve_path));
 
         let features = raw.features.unwrap_or_default();
         let check_names = |key: &str, names: &[String], problem: &mut dyn FnMut(&str, String)| {
@@ -317,7 +370,10 @@ impl RunSettings {
                 if name.is_empty() {
                     problem(key, "has an empty column name".into());
                 } else if name == segtune_data::schema::PARTNER_ID {
-                    problem(key, "may not list `partner_id` (it is the key, not a feature)".into());
+                    problem(
+                        key,
+                        "may not list `partner_id` (it is the key, not a feature)".into(),
+                    );
                 } else if !seen.insert(name) {
                     problem(key, format!("lists `{name}` twice"));
                 }
@@ -325,7 +381,10 @@ impl RunSettings {
         };
         if let Some(numeric) = &features.numeric {
             if numeric.is_empty() {
-                problem("features.numeric", "is empty: leave it out to use every numeric column".into());
+                problem(
+                    "features.numeric",
+                    "is empty: leave it out to use every numeric column".into(),
+                );
             }
             check_names("features.numeric", numeric, &mut problem);
         }
@@ -333,10 +392,15 @@ impl RunSettings {
         check_names("features.categorical", &categorical, &mut problem);
         if let Some(numeric) = &features.numeric {
             for name in numeric.iter().filter(|n| categorical.contains(n)) {
-                problem("features.categorical", format!("`{name}` is also listed in features.numeric"));
+                problem(
+                    "features.categorical",
+                    format!("`{name}` is also listed in features.numeric"),
+                );
             }
         }
-        let revenue = features.revenue.unwrap_or_else(|| DEFAULT_REVENUE_COLUMN.to_string());
+        let revenue = features
+            .revenue
+            .unwrap_or_else(|| DEFAULT_REVENUE_COLUMN.to_string());
 
         let mut outcomes_settings = Vec::new();
         for (index, outcome) in raw.outcome.unwrap_or_default().into_iter().enumerate() {
@@ -345,28 +409,52 @@ impl RunSettings {
                 problem(&key, "needs a `name` (the outcome column)".into());
                 continue;
             };
-            if outcomes_settings.iter().any(|o: &OutcomeSettings| o.name == name) {
+            if outcomes_settings
+                .iter()
+                .any(|o: &OutcomeSettings| o.name == name)
+            {
                 problem(&key, format!("outcome `{name}` is configured twice"));
             }
             let value_per_unit = outcome.value_per_unit.unwrap_or(margin_rate);
             if !value_per_unit.is_finite() || value_per_unit < 0.0 {
-                problem(&format!("{key}.value-per-unit"), format!("must be a finite number >= 0, got {value_per_unit}"));
+                problem(
+                    &format!("{key}.value-per-unit"),
+                    format!("must be a finite number >= 0, got {value_per_unit}"),
+                );
             }
-            outcomes_settings.push(OutcomeSettings { name, covariate: outcome.covariate, value_per_unit });
+            outcomes_settings.push(OutcomeSettings {
+                name,
+                covariate: outcome.covariate,
+                value_per_unit,
+            });
         }
         if !outcomes_settings.is_empty() && outcomes.is_none() {
-            problem("outcome", "outcomes are configured but `inputs.outcomes` is not".into());
+            problem(
+                "outcome",
+                "outcomes are configured but `inputs.outcomes` is not".into(),
+            );
         }
 
-        let Some(partners) = partners else { return (None, problems) };
+        let Some(partners) = partners else {
+            return (None, problems);
+        };
         let settings = RunSettings {
             config_path: path.to_path_buf(),
             period: period.map_or_else(|| "?".to_string(), |p| p.to_string()),
             target_period: target_period.map_or_else(|| "?".to_string(), |p| p.to_string()),
             seed: overrides.seed.or(raw.seed).unwrap_or(DEFAULT_SEED),
             margin_rate,
-            inputs: InputPaths { partners, assignments, outcomes, previous_run },
-            features: FeatureSettings { numeric: features.numeric, categorical, revenue },
+            inputs: InputPaths {
+                partners,
+                assignments,
+                outcomes,
+                previous_run,
+            },
+            features: FeatureSettings {
+                numeric: features.numeric,
+                categorical,
+                revenue,
+            },
             outcomes: outcomes_settings,
         };
         (Some(settings), problems)
@@ -378,12 +466,17 @@ mod tests {
     use super::*;
 
     fn resolve(source: &str) -> Result<RunSettings, ConfigError> {
-        RunSettings::from_source(Path::new("/tmp/cfg/segtune.toml"), source, &Overrides::default())
+        RunSettings::from_source(
+            Path::new("/tmp/cfg/segtune.toml"),
+            source,
+            &Overrides::default(),
+        )
     }
 
     #[test]
     fn defaults_fill_every_optional_key() {
-        let settings = resolve("period = \"2026-Q3\"\n[inputs]\npartners = \"p.parquet\"\n").expect("valid");
+        let settings =
+            resolve("period = \"2026-Q3\"\n[inputs]\npartners = \"p.parquet\"\n").expect("valid");
         assert_eq!(settings.target_period, "2026-Q4");
         assert_eq!(settings.seed, DEFAULT_SEED);
         assert_eq!(settings.margin_rate, DEFAULT_MARGIN_RATE);
@@ -394,30 +487,54 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let error = resolve("period = \"2026-Q3\"\n\n[inputs]\npartners = \"p\"\npartner = \"q\"\n").expect_err("unknown key");
+        let error =
+            resolve("period = \"2026-Q3\"\n\n[inputs]\npartners = \"p\"\npartner = \"q\"\n")
+                .expect_err("unknown key");
         let message = error.to_string();
-        assert!(message.contains("partner") && message.contains("line 5"), "{message}");
+        assert!(
+            message.contains("partner") && message.contains("line 5"),
+            "{message}"
+        );
     }
 
     #[test]
     fn wrong_type_is_named_with_its_line() {
-        let error = resolve("period = \"2026-Q3\"\nseed = \"seven\"\n[inputs]\npartners = \"p\"\n").expect_err("wrong type");
+        let error = resolve("period = \"2026-Q3\"\nseed = \"seven\"\n[inputs]\npartners = \"p\"\n")
+            .expect_err("wrong type");
         let message = error.to_string();
-        assert!(message.contains("line 2") && message.contains("seed"), "{message}");
+        assert!(
+            message.contains("line 2") && message.contains("seed"),
+            "{message}"
+        );
     }
 
     #[test]
     fn every_problem_is_reported_with_key_and_line() {
-        let error = resolve("period = \"2026-Q9\"\nmargin-rate = 1.5\n[inputs]\nassignments = \"a\"\n").expect_err("invalid");
-        let ConfigError::Invalid { problems, .. } = error else { panic!("expected Invalid") };
-        let keys: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
-        assert_eq!(keys, vec![("period", Some(1)), ("margin-rate", Some(2)), ("inputs.partners", None)]);
+        let error =
+            resolve("period = \"2026-Q9\"\nmargin-rate = 1.5\n[inputs]\nassignments = \"a\"\n")
+                .expect_err("invalid");
+        let ConfigError::Invalid { problems, .. } = error else {
+            panic!("expected Invalid")
+        };
+        let keys: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("period", Some(1)),
+                ("margin-rate", Some(2)),
+                ("inputs.partners", None)
+            ]
+        );
     }
 
     #[test]
     fn opaque_period_needs_a_target_period() {
         assert!(resolve("period = \"FY26-H1\"\n[inputs]\npartners = \"p\"\n").is_err());
-        let settings = resolve("period = \"FY26-H1\"\ntarget-period = \"FY26-H2\"\n[inputs]\npartners = \"p\"\n").expect("valid");
+        let settings = resolve(
+            "period = \"FY26-H1\"\ntarget-period = \"FY26-H2\"\n[inputs]\npartners = \"p\"\n",
+        )
+        .expect("valid");
         assert_eq!(settings.target_period, "FY26-H2");
     }
 
@@ -425,15 +542,26 @@ mod tests {
     fn key_line_finds_nested_and_array_keys() {
         let source = "period = \"x\"\n\n[[outcome]]\nname = \"a\"\n\n[[outcome]]\nname = \"b\"\nvalue-per-unit = 3\n";
         assert_eq!(key_line(source, &["period"]), Some(1));
-        assert_eq!(key_line(source, &["outcome", "1", "value-per-unit"]), Some(8));
+        assert_eq!(
+            key_line(source, &["outcome", "1", "value-per-unit"]),
+            Some(8)
+        );
         assert_eq!(key_line(source, &["missing"]), None);
     }
 
     #[test]
     fn command_line_overrides_the_file() {
-        let overrides = Overrides { partners: Some(PathBuf::from("/elsewhere/p")), seed: Some(9), ..Overrides::default() };
-        let settings =
-            RunSettings::from_source(Path::new("c.toml"), "period = \"2026-07\"\nseed = 1\n[inputs]\npartners = \"p\"\n", &overrides).expect("valid");
+        let overrides = Overrides {
+            partners: Some(PathBuf::from("/elsewhere/p")),
+            seed: Some(9),
+            ..Overrides::default()
+        };
+        let settings = RunSettings::from_source(
+            Path::new("c.toml"),
+            "period = \"2026-07\"\nseed = 1\n[inputs]\npartners = \"p\"\n",
+            &overrides,
+        )
+        .expect("valid");
         assert_eq!(settings.inputs.partners, Path::new("/elsewhere/p"));
         assert_eq!(settings.seed, 9);
         assert_eq!(settings.target_period, "2026-08");

@@ -70,7 +70,11 @@ pub struct IngestError {
 impl fmt::Display for IngestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "invalid input data: {n} problem{}", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid input data: {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        )?;
         for problem in self.problems.iter().take(MAX_PROBLEMS_SHOWN) {
             write!(f, "\n  - {problem}")?;
         }
@@ -166,7 +170,13 @@ pub struct Inputs {
 
 /// The files of an input: the file itself, or a folder's `*.parquet` files in name order.
 pub fn list_files(path: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
-    let problem = |message: String| Problem { file: path.to_path_buf(), column: None, row: None, partner_id: None, message };
+    let problem = |message: String| Problem {
+        file: path.to_path_buf(),
+        column: None,
+        row: None,
+        partner_id: None,
+        message,
+    };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) => {
@@ -187,8 +197,14 @@ pub fn list_files(path: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            !name.starts_with('.') && !name.starts_with('_') && name.ends_with(".parquet") && p.is_file()
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !name.starts_with('.')
+                && !name.starts_with('_')
+                && name.ends_with(".parquet")
+                && p.is_file()
         })
         .collect();
     files.sort();
@@ -246,7 +262,11 @@ impl RawTable {
     fn floats(&self, name: &str) -> Vec<Option<f64>> {
         let mut out = Vec::with_capacity(self.n_rows);
         for array in self.columns.get(name).into_iter().flatten() {
-            out.extend(array.as_primitive::<arrow_array::types::Float64Type>().iter());
+            out.extend(
+                array
+                    .as_primitive::<arrow_array::types::Float64Type>()
+                    .iter(),
+            );
         }
         out
     }
@@ -263,7 +283,12 @@ fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) ->
     if files.is_empty() {
         return None;
     }
-    let mut table = RawTable { files: files.clone(), file_rows: Vec::new(), columns: HashMap::new(), n_rows: 0 };
+    let mut table = RawTable {
+        files: files.clone(),
+        file_rows: Vec::new(),
+        columns: HashMap::new(),
+        n_rows: 0,
+    };
     let mut first_schema: Option<(PathBuf, Arc<Schema>)> = None;
     let mut ok = true;
     for file in &files {
@@ -285,7 +310,10 @@ fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) ->
         let builder = match ParquetRecordBatchReaderBuilder::try_new(handle) {
             Ok(builder) => builder,
             Err(error) => {
-                problems.push(problem(None, format!("is not a readable Parquet file (not Parquet, or truncated): {error}")));
+                problems.push(problem(
+                    None,
+                    format!("is not a readable Parquet file (not Parquet, or truncated): {error}"),
+                ));
                 ok = false;
                 continue;
             }
@@ -342,7 +370,13 @@ fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) ->
                             Role::Key | Role::Text => "text (Utf8)",
                             Role::Numeric => "numeric (an Arrow integer or floating type)",
                         };
-                        problems.push(problem(Some(&spec.name), format!("wrong type: {} where {wanted} is expected", type_name(data_type))));
+                        problems.push(problem(
+                            Some(&spec.name),
+                            format!(
+                                "wrong type: {} where {wanted} is expected",
+                                type_name(data_type)
+                            ),
+                        ));
                         file_ok = false;
                     } else {
                         indices.push(index);
@@ -373,7 +407,12 @@ fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) ->
                     batches.push(batch);
                 }
                 Err(error) => {
-                    problems.push(problem(None, format!("cannot be decoded (truncated or corrupt?) after row {rows}: {error}")));
+                    problems.push(problem(
+                        None,
+                        format!(
+                            "cannot be decoded (truncated or corrupt?) after row {rows}: {error}"
+                        ),
+                    ));
                     decode_failed = true;
                     break;
                 }
@@ -385,12 +424,25 @@ fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) ->
         }
         for batch in &batches {
             for spec in specs {
-                let Some(array) = batch.column_by_name(&spec.name) else { continue };
-                let target = if spec.role == Role::Numeric { DataType::Float64 } else { DataType::Utf8 };
+                let Some(array) = batch.column_by_name(&spec.name) else {
+                    continue;
+                };
+                let target = if spec.role == Role::Numeric {
+                    DataType::Float64
+                } else {
+                    DataType::Utf8
+                };
                 match arrow_cast::cast(array, &target) {
-                    Ok(cast) => table.columns.entry(spec.name.clone()).or_default().push(cast),
+                    Ok(cast) => table
+                        .columns
+                        .entry(spec.name.clone())
+                        .or_default()
+                        .push(cast),
                     Err(error) => {
-                        problems.push(problem(Some(&spec.name), format!("cannot be read as {target}: {error}")));
+                        problems.push(problem(
+                            Some(&spec.name),
+                            format!("cannot be read as {target}: {error}"),
+                        ));
                         ok = false;
                     }
                 }
@@ -403,7 +455,13 @@ fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) ->
         return None;
     }
     if table.n_rows == 0 {
-        problems.push(Problem { file: path.to_path_buf(), column: None, row: None, partner_id: None, message: "table is empty (0 rows)".into() });
+        problems.push(Problem {
+            file: path.to_path_buf(),
+            column: None,
+            row: None,
+            partner_id: None,
+            message: "table is empty (0 rows)".into(),
+        });
         return None;
     }
     Some(table)
@@ -417,7 +475,13 @@ fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<Strin
     for (row, key) in keys.iter().enumerate() {
         let located = |message: String, partner: Option<&str>| {
             let (file, file_row) = table.locate(row);
-            Problem { file, column: Some(PARTNER_ID.into()), row: Some(file_row), partner_id: partner.map(str::to_string), message }
+            Problem {
+                file,
+                column: Some(PARTNER_ID.into()),
+                row: Some(file_row),
+                partner_id: partner.map(str::to_string),
+                message,
+            }
         };
         match key {
             None => {
@@ -432,7 +496,13 @@ fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<Strin
                 }
                 if let Some(previous) = first_seen.get(id) {
                     let (file, previous_row) = table.locate(*previous);
-                    problems.push(located(format!("duplicate partner_id: first seen in `{}`, row {previous_row}", file.display()), Some(id)));
+                    problems.push(located(
+                        format!(
+                            "duplicate partner_id: first seen in `{}`, row {previous_row}",
+                            file.display()
+                        ),
+                        Some(id),
+                    ));
                     out.push(None);
                     continue;
                 }
@@ -445,19 +515,33 @@ fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<Strin
 }
 
 /// Checks a numeric column for NaN and infinity; returns it with NaN for null.
-fn check_numeric(table: &RawTable, name: &str, keys: &[Option<String>], null_allowed: bool, problems: &mut Vec<Problem>) -> Vec<f64> {
+fn check_numeric(
+    table: &RawTable,
+    name: &str,
+    keys: &[Option<String>],
+    null_allowed: bool,
+    problems: &mut Vec<Problem>,
+) -> Vec<f64> {
     let values = table.floats(name);
     let mut out = Vec::with_capacity(values.len());
     for (row, value) in values.iter().enumerate() {
         let bad = match value {
             None if !null_allowed => Some("value is null".to_string()),
-            Some(v) if v.is_nan() => Some("NaN is not a valid value (leave it null when missing)".to_string()),
+            Some(v) if v.is_nan() => {
+                Some("NaN is not a valid value (leave it null when missing)".to_string())
+            }
             Some(v) if v.is_infinite() => Some(format!("{v} is not a valid value")),
             _ => None,
         };
         if let Some(message) = bad {
             let (file, file_row) = table.locate(row);
-            problems.push(Problem { file, column: Some(name.into()), row: Some(file_row), partner_id: keys.get(row).cloned().flatten(), message });
+            problems.push(Problem {
+                file,
+                column: Some(name.into()),
+                row: Some(file_row),
+                partner_id: keys.get(row).cloned().flatten(),
+                message,
+            });
         }
         out.push(value.unwrap_or(f64::NAN));
     }
@@ -465,11 +549,28 @@ fn check_numeric(table: &RawTable, name: &str, keys: &[Option<String>], null_all
 }
 
 fn categorical(name: &str, values: Vec<Option<&str>>) -> CategoricalColumn {
-    let mut levels: Vec<String> = values.iter().flatten().map(|s| (*s).to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut levels: Vec<String> = values
+        .iter()
+        .flatten()
+        .map(|s| (*s).to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     levels.shrink_to_fit();
-    let index: HashMap<&str, u32> = levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
-    let codes = values.iter().map(|v| v.and_then(|s| index.get(s).copied())).collect();
-    CategoricalColumn { name: name.to_string(), codes, levels }
+    let index: HashMap<&str, u32> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as u32))
+        .collect();
+    let codes = values
+        .iter()
+        .map(|v| v.and_then(|s| index.get(s).copied()))
+        .collect();
+    CategoricalColumn {
+        name: name.to_string(),
+        codes,
+        levels,
+    }
 }
 
 /// The numeric feature columns: configured, or every numeric column of the first readable file.
@@ -479,13 +580,21 @@ fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) ->
     }
     let mut scratch = Vec::new();
     for file in list_files(&settings.inputs.partners, &mut scratch) {
-        let Ok(handle) = std::fs::File::open(&file) else { continue };
-        let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(handle) else { continue };
+        let Ok(handle) = std::fs::File::open(&file) else {
+            continue;
+        };
+        let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(handle) else {
+            continue;
+        };
         let names: Vec<String> = builder
             .schema()
             .fields()
             .iter()
-            .filter(|f| f.name() != PARTNER_ID && is_numeric(f.data_type()) && !settings.features.categorical.contains(f.name()))
+            .filter(|f| {
+                f.name() != PARTNER_ID
+                    && is_numeric(f.data_type())
+                    && !settings.features.categorical.contains(f.name())
+            })
             .map(|f| f.name().clone())
             .collect();
         if names.is_empty() {
@@ -494,7 +603,8 @@ fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) ->
                 column: None,
                 row: None,
                 partner_id: None,
-                message: "has no numeric feature columns (set features.numeric to name them)".into(),
+                message: "has no numeric feature columns (set features.numeric to name them)"
+                    .into(),
             });
         }
         return names;
@@ -504,13 +614,29 @@ fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) ->
 
 fn read_partners(settings: &RunSettings, problems: &mut Vec<Problem>) -> Option<PartnersTable> {
     let numeric_names = numeric_feature_names(settings, problems);
-    let mut specs = vec![ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }];
-    specs.extend(numeric_names.iter().map(|n| ColumnSpec { name: n.clone(), role: Role::Numeric, required: true }));
+    let mut specs = vec![ColumnSpec {
+        name: PARTNER_ID.into(),
+        role: Role::Key,
+        required: true,
+    }];
+    specs.extend(numeric_names.iter().map(|n| ColumnSpec {
+        name: n.clone(),
+        role: Role::Numeric,
+        required: true,
+    }));
     let revenue_is_feature = numeric_names.contains(&settings.features.revenue);
     if !revenue_is_feature {
-        specs.push(ColumnSpec { name: settings.features.revenue.clone(), role: Role::Numeric, required: true });
+        specs.push(ColumnSpec {
+            name: settings.features.revenue.clone(),
+            role: Role::Numeric,
+            required: true,
+        });
     }
-    specs.extend(settings.features.categorical.iter().map(|n| ColumnSpec { name: n.clone(), role: Role::Text, required: true }));
+    specs.extend(settings.features.categorical.iter().map(|n| ColumnSpec {
+        name: n.clone(),
+        role: Role::Text,
+        required: true,
+    }));
     let table = read_table(&settings.inputs.partners, &specs, problems)?;
     let keys = check_keys(&table, problems);
     let mut numeric = Vec::new();
@@ -525,27 +651,57 @@ fn read_partners(settings: &RunSettings, problems: &mut Vec<Problem>) -> Option<
                 message: "every value is null: a feature needs at least one value".into(),
             });
         }
-        numeric.push(NumericColumn { name: name.clone(), values });
+        numeric.push(NumericColumn {
+            name: name.clone(),
+            values,
+        });
     }
     let revenue = if revenue_is_feature {
-        numeric.iter().find(|c| c.name == settings.features.revenue).cloned()?
+        numeric
+            .iter()
+            .find(|c| c.name == settings.features.revenue)
+            .cloned()?
     } else {
-        NumericColumn { name: settings.features.revenue.clone(), values: check_numeric(&table, &settings.features.revenue, &keys, true, problems) }
+        NumericColumn {
+            name: settings.features.revenue.clone(),
+            values: check_numeric(&table, &settings.features.revenue, &keys, true, problems),
+        }
     };
-    let categorical = settings.features.categorical.iter().map(|name| categorical(name, table.strings(name))).collect();
+    let categorical = settings
+        .features
+        .categorical
+        .iter()
+        .map(|name| categorical(name, table.strings(name)))
+        .collect();
     let ids = keys.into_iter().map(Option::unwrap_or_default).collect();
-    Some(PartnersTable { ids, numeric, revenue, categorical, files: table.files })
+    Some(PartnersTable {
+        ids,
+        numeric,
+        revenue,
+        categorical,
+        files: table.files,
+    })
 }
 
 /// Maps each row's partner_id to a partners row, refusing unknown and repeated partners.
-fn align(table: &RawTable, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Vec<Option<u32>> {
+fn align(
+    table: &RawTable,
+    index: &HashMap<&str, u32>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Option<u32>> {
     let keys = table.strings(PARTNER_ID);
     let mut seen: HashMap<u32, usize> = HashMap::with_capacity(keys.len());
     let mut out = Vec::with_capacity(keys.len());
     for (row, key) in keys.iter().enumerate() {
         let located = |message: String, partner: Option<&str>| {
             let (file, file_row) = table.locate(row);
-            Problem { file, column: Some(PARTNER_ID.into()), row: Some(file_row), partner_id: partner.map(str::to_string), message }
+            Problem {
+                file,
+                column: Some(PARTNER_ID.into()),
+                row: Some(file_row),
+                partner_id: partner.map(str::to_string),
+                message,
+            }
         };
         let Some(id) = key else {
             problems.push(located("partner_id is null".into(), None));
@@ -553,13 +709,22 @@ fn align(table: &RawTable, index: &HashMap<&str, u32>, problems: &mut Vec<Proble
             continue;
         };
         let Some(&partner_row) = index.get(id) else {
-            problems.push(located("unknown partner: not in the partners table".into(), Some(id)));
+            problems.push(located(
+                "unknown partner: not in the partners table".into(),
+                Some(id),
+            ));
             out.push(None);
             continue;
         };
         if let Some(previous) = seen.insert(partner_row, row) {
             let (file, previous_row) = table.locate(previous);
-            problems.push(located(format!("more than one row for this partner: also `{}`, row {previous_row}", file.display()), Some(id)));
+            problems.push(located(
+                format!(
+                    "more than one row for this partner: also `{}`, row {previous_row}",
+                    file.display()
+                ),
+                Some(id),
+            ));
             out.push(None);
             continue;
         }
@@ -568,28 +733,66 @@ fn align(table: &RawTable, index: &HashMap<&str, u32>, problems: &mut Vec<Proble
     out
 }
 
-fn read_assignments(path: &Path, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Option<AssignmentsTable> {
+fn read_assignments(
+    path: &Path,
+    index: &HashMap<&str, u32>,
+    problems: &mut Vec<Problem>,
+) -> Option<AssignmentsTable> {
     let specs = [
-        ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true },
-        ColumnSpec { name: SCHEME_ID.into(), role: Role::Text, required: true },
-        ColumnSpec { name: COST.into(), role: Role::Numeric, required: true },
-        ColumnSpec { name: SEGMENT_ID.into(), role: Role::Numeric, required: false },
+        ColumnSpec {
+            name: PARTNER_ID.into(),
+            role: Role::Key,
+            required: true,
+        },
+        ColumnSpec {
+            name: SCHEME_ID.into(),
+            role: Role::Text,
+            required: true,
+        },
+        ColumnSpec {
+            name: COST.into(),
+            role: Role::Numeric,
+            required: true,
+        },
+        ColumnSpec {
+            name: SEGMENT_ID.into(),
+            role: Role::Numeric,
+            required: false,
+        },
     ];
     let table = read_table(path, &specs, problems)?;
     let rows = align(&table, index, problems);
-    let keys: Vec<Option<String>> = table.strings(PARTNER_ID).iter().map(|k| k.map(str::to_string)).collect();
+    let keys: Vec<Option<String>> = table
+        .strings(PARTNER_ID)
+        .iter()
+        .map(|k| k.map(str::to_string))
+        .collect();
     let schemes_raw = table.strings(SCHEME_ID);
     let cost = check_numeric(&table, COST, &keys, false, problems);
-    let segment_raw = if table.columns.contains_key(SEGMENT_ID) { table.floats(SEGMENT_ID) } else { vec![None; table.n_rows] };
+    let segment_raw = if table.columns.contains_key(SEGMENT_ID) {
+        table.floats(SEGMENT_ID)
+    } else {
+        vec![None; table.n_rows]
+    };
     let mut located = |row: usize, column: &str, message: String| {
         let (file, file_row) = table.locate(row);
-        problems.push(Problem { file, column: Some(column.into()), row: Some(file_row), partner_id: keys[row].clone(), message });
+        problems.push(Problem {
+            file,
+            column: Some(column.into()),
+            row: Some(file_row),
+            partner_id: keys[row].clone(),
+            message,
+        });
     };
     let mut segment_id = Vec::with_capacity(table.n_rows);
     for (row, value) in segment_raw.iter().enumerate() {
         match value {
             Some(v) if !(v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX)) => {
-                located(row, SEGMENT_ID, format!("{v} is not a segment id (a whole number from 0 to 4294967295)"));
+                located(
+                    row,
+                    SEGMENT_ID,
+                    format!("{v} is not a segment id (a whole number from 0 to 4294967295)"),
+                );
                 segment_id.push(None);
             }
             other => segment_id.push(other.map(|v| v as u32)),
@@ -597,12 +800,20 @@ fn read_assignments(path: &Path, index: &HashMap<&str, u32>, problems: &mut Vec<
     }
     for (row, value) in cost.iter().enumerate() {
         if *value < 0.0 {
-            located(row, COST, format!("negative cost {value}: a cost is what the incentive paid, >= 0"));
+            located(
+                row,
+                COST,
+                format!("negative cost {value}: a cost is what the incentive paid, >= 0"),
+            );
         }
     }
     for (row, scheme) in schemes_raw.iter().enumerate() {
         match scheme {
-            None => located(row, SCHEME_ID, "scheme_id is null (use \"holdout\" for the control group)".into()),
+            None => located(
+                row,
+                SCHEME_ID,
+                "scheme_id is null (use \"holdout\" for the control group)".into(),
+            ),
             Some(s) => {
                 if let Err(error) = SchemeId::try_new(*s) {
                     located(row, SCHEME_ID, error.to_string());
@@ -630,7 +841,12 @@ fn read_assignments(path: &Path, index: &HashMap<&str, u32>, problems: &mut Vec<
     Some(out)
 }
 
-fn read_outcomes(path: &Path, settings: &RunSettings, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Option<OutcomesTable> {
+fn read_outcomes(
+    path: &Path,
+    settings: &RunSettings,
+    index: &HashMap<&str, u32>,
+    problems: &mut Vec<Problem>,
+) -> Option<OutcomesTable> {
     let mut names: Vec<String> = Vec::new();
     for outcome in &settings.outcomes {
         for name in std::iter::once(&outcome.name).chain(outcome.covariate.as_ref()) {
@@ -639,17 +855,40 @@ fn read_outcomes(path: &Path, settings: &RunSettings, index: &HashMap<&str, u32>
             }
         }
     }
-    let mut specs = vec![ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }];
-    specs.extend(names.iter().map(|n| ColumnSpec { name: n.clone(), role: Role::Numeric, required: true }));
+    let mut specs = vec![ColumnSpec {
+        name: PARTNER_ID.into(),
+        role: Role::Key,
+        required: true,
+    }];
+    specs.extend(names.iter().map(|n| ColumnSpec {
+        name: n.clone(),
+        role: Role::Numeric,
+        required: true,
+    }));
     let table = read_table(path, &specs, problems)?;
     let rows = align(&table, index, problems);
-    let keys: Vec<Option<String>> = table.strings(PARTNER_ID).iter().map(|k| k.map(str::to_string)).collect();
-    let columns: Vec<NumericColumn> =
-        names.iter().map(|name| NumericColumn { name: name.clone(), values: check_numeric(&table, name, &keys, true, problems) }).collect();
+    let keys: Vec<Option<String>> = table
+        .strings(PARTNER_ID)
+        .iter()
+        .map(|k| k.map(str::to_string))
+        .collect();
+    let columns: Vec<NumericColumn> = names
+        .iter()
+        .map(|name| NumericColumn {
+            name: name.clone(),
+            values: check_numeric(&table, name, &keys, true, problems),
+        })
+        .collect();
     let keep: Vec<usize> = (0..table.n_rows).filter(|r| rows[*r].is_some()).collect();
     Some(OutcomesTable {
         partner_row: keep.iter().filter_map(|r| rows[*r]).collect(),
-        columns: columns.into_iter().map(|c| NumericColumn { values: keep.iter().map(|r| c.values[*r]).collect(), name: c.name }).collect(),
+        columns: columns
+            .into_iter()
+            .map(|c| NumericColumn {
+                values: keep.iter().map(|r| c.values[*r]).collect(),
+                name: c.name,
+            })
+            .collect(),
         files: table.files,
     })
 }
@@ -660,7 +899,14 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let partners = read_partners(settings, &mut problems);
     let index: HashMap<&str, u32> = partners
         .as_ref()
-        .map(|p| p.ids.iter().enumerate().filter(|(_, id)| !id.is_empty()).map(|(row, id)| (id.as_str(), row as u32)).collect())
+        .map(|p| {
+            p.ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| !id.is_empty())
+                .map(|(row, id)| (id.as_str(), row as u32))
+                .collect()
+        })
         .unwrap_or_default();
     // With an unreadable partners table, assignments and outcomes are still
     // checked on their own, so that one run reports everything.
@@ -668,7 +914,15 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
         if partners.is_some() {
             read_assignments(path, &index, &mut problems)
         } else {
-            read_table(path, &[ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }], &mut problems);
+            read_table(
+                path,
+                &[ColumnSpec {
+                    name: PARTNER_ID.into(),
+                    role: Role::Key,
+                    required: true,
+                }],
+                &mut problems,
+            );
             None
         }
     });
@@ -676,7 +930,15 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
         if partners.is_some() {
             read_outcomes(path, settings, &index, &mut problems)
         } else {
-            read_table(path, &[ColumnSpec { name: PARTNER_ID.into(), role: Role::Key, required: true }], &mut problems);
+            read_table(
+                path,
+                &[ColumnSpec {
+                    name: PARTNER_ID.into(),
+                    role: Role::Key,
+                    required: true,
+                }],
+                &mut problems,
+            );
             None
         }
     });
@@ -692,7 +954,11 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
         }
     }
     match partners {
-        Some(partners) if problems.is_empty() => Ok(Inputs { partners, assignments, outcomes }),
+        Some(partners) if problems.is_empty() => Ok(Inputs {
+            partners,
+            assignments,
+            outcomes,
+        }),
         _ => Err(IngestError { problems }),
     }
 }

@@ -1,5 +1,6 @@
 //! The `segtune` command line: parse, run, map the outcome to an exit code.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -133,8 +134,13 @@ fn init_logging(cli: &Cli) {
             _ => "trace",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -153,7 +159,12 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         .check()?;
     let staged = StagedDir::create(&args.out, args.force)?;
     let started = std::time::Instant::now();
-    tracing::info!(partners = params.n_partners, periods = params.n_periods, seed = params.seed, "generating");
+    tracing::info!(
+        partners = params.n_partners,
+        periods = params.n_periods,
+        seed = params.seed,
+        "generating"
+    );
     let summary = generator::generate(&params, staged.path()).context("generation failed")?;
     let out = staged.commit()?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "generated");
@@ -170,17 +181,26 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
-    let source = fs_err::read_to_string(&args.config).map_err(|source| ConfigError::Read { path: args.config.clone(), source })?;
-    let raw: RawConfig = toml::from_str(&source)
-        .map_err(|error| ConfigError::Parse { path: args.config.clone(), message: error.to_string().trim_end().to_string() })?;
-    let (settings, config_problems) = RunSettings::resolve_lenient(&args.config, &source, raw, &args.inputs.to_overrides());
+    let source = fs_err::read_to_string(&args.config).map_err(|source| ConfigError::Read {
+        path: args.config.clone(),
+        source,
+    })?;
+    let raw: RawConfig = toml::from_str(&source).map_err(|error| ConfigError::Parse {
+        path: args.config.clone(),
+        message: error.to_string().trim_end().to_string(),
+    })?;
+    let (settings, config_problems) =
+        RunSettings::resolve_lenient(&args.config, &source, raw, &args.inputs.to_overrides());
     let data = settings.as_ref().map(ingest);
     let data_error = match &data {
         Some(Err(error)) => Some(error.clone()),
         _ => None,
     };
     if !config_problems.is_empty() {
-        let config_error = ConfigError::Invalid { path: args.config.clone(), problems: config_problems };
+        let config_error = ConfigError::Invalid {
+            path: args.config.clone(),
+            problems: config_problems,
+        };
         return Err(match data_error {
             // Both kinds: report both, exit 2 wins.
             Some(data_error) => anyhow::Error::new(config_error).context(format!("{data_error}")),

@@ -22,19 +22,38 @@ pub struct StagedDir {
 impl StagedDir {
     /// Starts writing `target`. Refuses an existing non-empty `target` unless `force`.
     pub fn create(target: &Path, force: bool) -> anyhow::Result<Self> {
-        let exists_non_empty = target.exists() && (target.is_file() || fs_err::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(true));
+        let exists_non_empty = target.exists()
+            && (target.is_file()
+                || fs_err::read_dir(target)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true));
         if exists_non_empty && !force {
-            return Err(UsageError(format!("`{}` already exists: choose another folder or pass --force to replace it", target.display())).into());
+            return Err(UsageError(format!(
+                "`{}` already exists: choose another folder or pass --force to replace it",
+                target.display()
+            ))
+            .into());
         }
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         fs_err::create_dir_all(&parent).context("cannot create the output's parent folder")?;
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if staging.exists() {
             fs_err::remove_dir_all(&staging)?;
         }
         fs_err::create_dir(&staging)?;
-        Ok(Self { target: target.to_path_buf(), staging, committed: false })
+        Ok(Self {
+            target: target.to_path_buf(),
+            staging,
+            committed: false,
+        })
     }
 
     /// Where to write.
@@ -46,8 +65,14 @@ impl StagedDir {
     pub fn commit(mut self) -> anyhow::Result<PathBuf> {
         sync_tree(&self.staging)?;
         let aside = if self.target.exists() {
-            let name = self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let aside = self.target.with_file_name(format!(".{name}.old-{}", std::process::id()));
+            let name = self
+                .target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let aside = self
+                .target
+                .with_file_name(format!(".{name}.old-{}", std::process::id()));
             fs_err::rename(&self.target, &aside)?;
             Some(aside)
         } else {
@@ -61,7 +86,11 @@ impl StagedDir {
         }
         self.committed = true;
         if let Some(parent) = self.target.parent() {
-            if let Ok(dir) = std::fs::File::open(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }) {
+            if let Ok(dir) = std::fs::File::open(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }) {
                 let _ = dir.sync_all();
             }
         }

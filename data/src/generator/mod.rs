@@ -161,12 +161,19 @@ impl GeneratorParams {
     pub fn check(self) -> Result<GeneratorValidParams> {
         let invalid = |message: String| Err(DataError::InvalidParams(message));
         if self.n_partners == 0 || self.n_partners > 100_000_000 {
-            return invalid(format!("partners must be 1 to 100,000,000, got {}", self.n_partners));
+            return invalid(format!(
+                "partners must be 1 to 100,000,000, got {}",
+                self.n_partners
+            ));
         }
         if self.n_periods == 0 || self.n_periods > 100 {
             return invalid(format!("periods must be 1 to 100, got {}", self.n_periods));
         }
-        for (name, value) in [("drift", self.drift), ("holdout share", self.holdout_share), ("null rate", self.null_rate)] {
+        for (name, value) in [
+            ("drift", self.drift),
+            ("holdout share", self.holdout_share),
+            ("null rate", self.null_rate),
+        ] {
             if !(0.0..=1.0).contains(&value) {
                 return invalid(format!("{name} must be in [0, 1], got {value}"));
             }
@@ -174,11 +181,14 @@ impl GeneratorParams {
         if self.part_rows == 0 {
             return invalid("part rows must be at least 1".into());
         }
-        let start = Period::parse(&self.start_period).map_err(|e| DataError::InvalidParams(e.to_string()))?;
+        let start = Period::parse(&self.start_period)
+            .map_err(|e| DataError::InvalidParams(e.to_string()))?;
         let periods = (0..self.n_periods as i64)
             .map(|step| start.offset(step).map(|p| p.to_string()))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| DataError::InvalidParams("the start period must be YYYY-Qn or YYYY-MM".into()))?;
+            .ok_or_else(|| {
+                DataError::InvalidParams("the start period must be YYYY-Qn or YYYY-MM".into())
+            })?;
         Ok(GeneratorValidParams {
             n_partners: self.n_partners,
             n_periods: self.n_periods,
@@ -227,7 +237,15 @@ impl World {
 
     pub(crate) fn slots(&self, range: std::ops::Range<usize>) -> Vec<SlotHistory> {
         range
-            .map(|slot| simulate_slot(self.params.seed, slot as u64, self.params.n_partners, self.params.n_periods, self.params.drift))
+            .map(|slot| {
+                simulate_slot(
+                    self.params.seed,
+                    slot as u64,
+                    self.params.n_partners,
+                    self.params.n_periods,
+                    self.params.drift,
+                )
+            })
             .collect()
     }
 }
@@ -247,13 +265,22 @@ pub fn generate(params: &GeneratorValidParams, out_dir: &Path) -> Result<Generat
             write::write_chunk(&world, &layout, part, world.slots(start..end))
         })
         .collect::<Result<Vec<_>>>()?;
-    let truth = chunk_truths.into_iter().fold(write::TruthAccumulator::new(params.n_periods), |mut acc, chunk| {
-        acc.merge(&chunk);
-        acc
-    });
+    let truth = chunk_truths.into_iter().fold(
+        write::TruthAccumulator::new(params.n_periods),
+        |mut acc, chunk| {
+            acc.merge(&chunk);
+            acc
+        },
+    );
     write::write_truth_tables(params, &layout, &truth)?;
     let config = write::write_config_and_manifest(params, &layout, n_parts)?;
-    Ok(GenerateSummary { out_dir: out_dir.to_path_buf(), periods: params.periods.clone(), n_partners: params.n_partners, n_parts, config })
+    Ok(GenerateSummary {
+        out_dir: out_dir.to_path_buf(),
+        periods: params.periods.clone(),
+        n_partners: params.n_partners,
+        n_parts,
+        config,
+    })
 }
 
 /// The true lift table (per period, archetype and scheme) without writing files.
@@ -269,9 +296,12 @@ pub fn truth_table(params: &GeneratorValidParams) -> Vec<TruthCell> {
             write::accumulate_chunk(&world, &world.slots(start..end))
         })
         .collect();
-    let truth = chunks.into_iter().fold(write::TruthAccumulator::new(params.n_periods), |mut acc, chunk| {
-        acc.merge(&chunk);
-        acc
-    });
+    let truth = chunks.into_iter().fold(
+        write::TruthAccumulator::new(params.n_periods),
+        |mut acc, chunk| {
+            acc.merge(&chunk);
+            acc
+        },
+    );
     truth.cells(params)
 }

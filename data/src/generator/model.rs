@@ -215,7 +215,12 @@ pub const JOIN_RATE: f64 = 0.04;
 /// Partner types, regions and tiers (categorical columns).
 pub const PARTNER_TYPES: [&str; 5] = ["reseller", "msp", "distributor", "installer", "referral"];
 /// Regions and their shares.
-pub const REGIONS: [(&str, f64); 4] = [("NA", 0.40), ("EMEA", 0.30), ("APAC", 0.20), ("LATAM", 0.10)];
+pub const REGIONS: [(&str, f64); 4] = [
+    ("NA", 0.40),
+    ("EMEA", 0.30),
+    ("APAC", 0.20),
+    ("LATAM", 0.10),
+];
 /// Tiers, lowest first.
 pub const TIERS: [&str; 4] = ["registered", "silver", "gold", "platinum"];
 
@@ -236,11 +241,41 @@ pub struct Scheme {
 
 /// The five schemes, in column order of [`TRUE_LIFT_SD`].
 pub const SCHEMES: [Scheme; 5] = [
-    Scheme { id: "cert_bonus", name: "Certification bonus", cost_sd: 0.004, deal_effect: 0.0, certification_effect: 0.40 },
-    Scheme { id: "deal_reg_spiff", name: "Deal-registration SPIFF", cost_sd: 0.008, deal_effect: 0.20, certification_effect: 0.0 },
-    Scheme { id: "attach_bonus", name: "Product-attach bonus", cost_sd: 0.009, deal_effect: 0.03, certification_effect: 0.08 },
-    Scheme { id: "new_market_bonus", name: "New-market bonus", cost_sd: 0.012, deal_effect: 0.10, certification_effect: 0.0 },
-    Scheme { id: "cosell_fund", name: "Co-sell fund", cost_sd: 0.016, deal_effect: 0.06, certification_effect: 0.02 },
+    Scheme {
+        id: "cert_bonus",
+        name: "Certification bonus",
+        cost_sd: 0.004,
+        deal_effect: 0.0,
+        certification_effect: 0.40,
+    },
+    Scheme {
+        id: "deal_reg_spiff",
+        name: "Deal-registration SPIFF",
+        cost_sd: 0.008,
+        deal_effect: 0.20,
+        certification_effect: 0.0,
+    },
+    Scheme {
+        id: "attach_bonus",
+        name: "Product-attach bonus",
+        cost_sd: 0.009,
+        deal_effect: 0.03,
+        certification_effect: 0.08,
+    },
+    Scheme {
+        id: "new_market_bonus",
+        name: "New-market bonus",
+        cost_sd: 0.012,
+        deal_effect: 0.10,
+        certification_effect: 0.0,
+    },
+    Scheme {
+        id: "cosell_fund",
+        name: "Co-sell fund",
+        cost_sd: 0.016,
+        deal_effect: 0.06,
+        certification_effect: 0.02,
+    },
 ];
 
 /// True mean revenue lift of each scheme (columns, [`SCHEMES`] order) on each

@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Binomial, Distribution, Exp, Gamma, Poisson, StandardNormal};
 
 use super::model::{
-    revenue_sd, Archetype, DORMANT_LEAVE_RATE, DRIFT_TARGETS, GRADUATION, JOIN_RATE, REGIONS, SCHEMES, TIERS, TRUE_LIFT_SD, UPTAKE,
+    revenue_sd, Archetype, DORMANT_LEAVE_RATE, DRIFT_TARGETS, GRADUATION, JOIN_RATE, REGIONS,
+    SCHEMES, TIERS, TRUE_LIFT_SD, UPTAKE,
 };
 use crate::rng::{keyed_rng, period_key, Stream};
 
@@ -93,7 +94,7 @@ pub(crate) fn gamma(rng: &mut ChaCha8Rng, shape: f64, mean: f64) -> f64 {
 }
 
 pub(crate) fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> i64 {
-    if !(lambda > 0.0) {
+    if lambda.is_nan() || lambda <= 0.0 {
         return 0;
     }
     Poisson::new(lambda.min(1e9)).map_or(0, |d: Poisson<f64>| d.sample(rng) as i64)
@@ -113,22 +114,40 @@ fn new_occupant(seed: u64, slot: u64, joined_period: i64, archetype: Archetype) 
     let partner_type = pick(&mut rng, &archetype.profile().partner_type_mix) as u8;
     let region_weights: Vec<f64> = REGIONS.iter().map(|(_, share)| *share).collect();
     let region = pick(&mut rng, &region_weights) as u8;
-    Occupant { joined_period, size, engagement, growth, effect_multiplier, partner_type, region }
+    Occupant {
+        joined_period,
+        size,
+        engagement,
+        growth,
+        effect_multiplier,
+        partner_type,
+        region,
+    }
 }
 
 /// Simulates one slot over `n_periods` periods with the given drift rate.
 /// Slots below `n_partners` hold the first period's partners; later slots
 /// hold partners who join, `joiners_per_period` per period.
-pub(crate) fn simulate_slot(seed: u64, slot: u64, n_partners: usize, n_periods: usize, drift: f64) -> SlotHistory {
+pub(crate) fn simulate_slot(
+    seed: u64,
+    slot: u64,
+    n_partners: usize,
+    n_periods: usize,
+    drift: f64,
+) -> SlotHistory {
     let mut rng = keyed_rng(seed, Stream::Traits, [slot, u64::MAX, 0]);
     let (first_period, archetype, tenure, joined) = if (slot as usize) < n_partners {
-        let shares: Vec<f64> = Archetype::ALL.iter().map(|a| a.profile().initial_share).collect();
+        let shares: Vec<f64> = Archetype::ALL
+            .iter()
+            .map(|a| a.profile().initial_share)
+            .collect();
         let archetype = Archetype::ALL[pick(&mut rng, &shares)];
         if archetype == Archetype::New {
             let tenure = rng.gen_range(1..=5u32);
             (0, archetype, tenure, if tenure <= 3 { 0 } else { -1 })
         } else {
-            let tenure = 6 + gamma(&mut rng, TENURE_SHAPE, archetype.profile().tenure_mean).round() as u32;
+            let tenure =
+                6 + gamma(&mut rng, TENURE_SHAPE, archetype.profile().tenure_mean).round() as u32;
             (0, archetype, tenure, -1 - i64::from(tenure / 3))
         }
     } else {
@@ -139,10 +158,15 @@ pub(crate) fn simulate_slot(seed: u64, slot: u64, n_partners: usize, n_periods: 
     let occupant = new_occupant(seed, slot, joined, archetype);
     let mut periods: Vec<Option<SlotPeriod>> = vec![None; n_periods];
     if first_period < n_periods {
-        periods[first_period] = Some(SlotPeriod { archetype, tenure_months: tenure });
+        periods[first_period] = Some(SlotPeriod {
+            archetype,
+            tenure_months: tenure,
+        });
     }
     for period in first_period + 1..n_periods {
-        let Some(previous) = periods[period - 1].clone() else { break };
+        let Some(previous) = periods[period - 1].clone() else {
+            break;
+        };
         let mut rng = keyed_rng(seed, Stream::Drift, [slot, 0, period_key(period as i64)]);
         let leave = rng.gen::<f64>();
         let change = rng.gen::<f64>();
@@ -161,9 +185,16 @@ pub(crate) fn simulate_slot(seed: u64, slot: u64, n_partners: usize, n_periods: 
         } else {
             previous.archetype
         };
-        periods[period] = Some(SlotPeriod { archetype, tenure_months: tenure });
+        periods[period] = Some(SlotPeriod {
+            archetype,
+            tenure_months: tenure,
+        });
     }
-    SlotHistory { slot, occupant, periods }
+    SlotHistory {
+        slot,
+        occupant,
+        periods,
+    }
 }
 
 /// Features, outcomes and truth of one slot in one period.
@@ -199,7 +230,13 @@ pub(crate) struct Snapshot {
     pub(crate) key: [u64; 3],
 }
 
-fn quarter_revenue(seed: u64, slot: u64, occupant: &Occupant, archetype: Archetype, quarter: i64) -> f64 {
+fn quarter_revenue(
+    seed: u64,
+    slot: u64,
+    occupant: &Occupant,
+    archetype: Archetype,
+    quarter: i64,
+) -> f64 {
     let profile = archetype.profile();
     let mut rng = keyed_rng(seed, Stream::Revenue, [slot, 0, period_key(quarter)]);
     let z = 0.9 * occupant.size + (1.0f64 - 0.81).sqrt() * normal(&mut rng);
@@ -209,7 +246,12 @@ fn quarter_revenue(seed: u64, slot: u64, occupant: &Occupant, archetype: Archety
 impl SlotHistory {
     /// Archetype in `quarter`; before the slot's first period, the first period's.
     fn archetype_at(&self, quarter: i64) -> Archetype {
-        let first = self.periods.iter().flatten().next().map_or(Archetype::New, |p| p.archetype);
+        let first = self
+            .periods
+            .iter()
+            .flatten()
+            .next()
+            .map_or(Archetype::New, |p| p.archetype);
         usize::try_from(quarter)
             .ok()
             .and_then(|q| self.periods.get(q).cloned().flatten())
@@ -233,7 +275,14 @@ impl SlotHistory {
             if active == 0.0 {
                 return 0.0;
             }
-            active * quarter_revenue(seed, self.slot, occupant, self.archetype_at(quarter), quarter)
+            active
+                * quarter_revenue(
+                    seed,
+                    self.slot,
+                    occupant,
+                    self.archetype_at(quarter),
+                    quarter,
+                )
         };
         let revenue_baseline = revenue_of(p);
         let revenue_pre = (months_in(p - 1) > 0.0).then(|| revenue_of(p - 1));
@@ -241,10 +290,16 @@ impl SlotHistory {
         let key = [self.slot, 0, period_key(p)];
         let mut rng = keyed_rng(seed, Stream::Features, key);
         let dormant = archetype == Archetype::Dormant;
-        let engagement = profile.engagement_mean + ENGAGEMENT_PERSISTENT_SD * occupant.engagement + ENGAGEMENT_PERIOD_SD * normal(&mut rng);
+        let engagement = profile.engagement_mean
+            + ENGAGEMENT_PERSISTENT_SD * occupant.engagement
+            + ENGAGEMENT_PERIOD_SD * normal(&mut rng);
         let log_size = (revenue_12m.max(1.0)).ln();
         let portal_logins = if dormant {
-            if rng.gen::<f64>() < 0.92 { 0 } else { poisson(&mut rng, 1.5) }
+            if rng.gen::<f64>() < 0.92 {
+                0
+            } else {
+                poisson(&mut rng, 1.5)
+            }
         } else {
             poisson(&mut rng, (2.3 + 0.75 * engagement).exp())
         };
@@ -252,7 +307,10 @@ impl SlotHistory {
             let mean = (1.8 + 0.8 * engagement).exp() * if dormant { 0.3 } else { 1.0 };
             (gamma(&mut rng, 2.0, mean) * 2.0).round() / 2.0
         };
-        let certifications = poisson(&mut rng, (0.2 + 0.5 * engagement + 0.25 * occupant.size).exp());
+        let certifications = poisson(
+            &mut rng,
+            (0.2 + 0.5 * engagement + 0.25 * occupant.size).exp(),
+        );
         let tenure_share = (f64::from(state.tenure_months) / 12.0).min(1.0);
         let deal_mean = if dormant {
             0.3
@@ -263,19 +321,27 @@ impl SlotHistory {
         let deals = poisson(&mut rng, deal_intensity);
         let win_rate = beta(&mut rng, profile.win_rate_mean, RATE_CONCENTRATION);
         let mdf = beta(&mut rng, profile.mdf_mean, RATE_CONCENTRATION / 2.0);
-        let customer_intensity = gamma(&mut rng, 3.0, (0.8 + 0.5 * (log_size - 10.0)).exp() * if dormant { 0.5 } else { 1.0 });
+        let customer_intensity = gamma(
+            &mut rng,
+            3.0,
+            (0.8 + 0.5 * (log_size - 10.0)).exp() * if dormant { 0.5 } else { 1.0 },
+        );
         let customers = poisson(&mut rng, customer_intensity);
-        let product_lines = 1 + Binomial::new(9, profile.product_line_p).map_or(0, |d| d.sample(&mut rng)) as i32;
+        let product_lines =
+            1 + Binomial::new(9, profile.product_line_p).map_or(0, |d| d.sample(&mut rng)) as i32;
         let days_since_deal = {
             let days = if dormant {
                 180.0 + Exp::new(1.0 / 250.0).map_or(250.0, |d| d.sample(&mut rng))
             } else {
                 gamma(&mut rng, DAYS_SHAPE, profile.days_since_deal_mean)
             };
-            days.min(f64::from(state.tenure_months) * 30.5 + 15.0).round() as i32
+            days.min(f64::from(state.tenure_months) * 30.5 + 15.0)
+                .round() as i32
         };
-        let growth = profile.growth_mean + profile.growth_sd * (0.8 * occupant.growth + 0.6 * normal(&mut rng));
-        let tier_score = revenue_12m.max(1.0).ln() + 0.35 * normal(&mut rng) + 0.08 * certifications as f64;
+        let growth = profile.growth_mean
+            + profile.growth_sd * (0.8 * occupant.growth + 0.6 * normal(&mut rng));
+        let tier_score =
+            revenue_12m.max(1.0).ln() + 0.35 * normal(&mut rng) + 0.08 * certifications as f64;
         let tier = match tier_score {
             s if s > 13.4 => 3,
             s if s > 12.1 => 2,
@@ -291,7 +357,8 @@ impl SlotHistory {
             archetype,
             in_draw: occupant.joined_period < p,
             revenue_12m: keep(null_rate / 3.0).then_some((revenue_12m * 100.0).round() / 100.0),
-            revenue_growth: (state.tenure_months >= 12 && keep(null_rate)).then_some((growth * 1e4).round() / 1e4),
+            revenue_growth: (state.tenure_months >= 12 && keep(null_rate))
+                .then_some((growth * 1e4).round() / 1e4),
             deal_registrations_12m: keep(null_rate / 2.0).then_some(deals),
             win_rate: (deals > 0 && keep(null_rate)).then_some((win_rate * 1e4).round() / 1e4),
             certifications: keep(null_rate / 2.0).then_some(certifications as i32),
@@ -349,15 +416,26 @@ impl Snapshot {
             None => (0.0, 0.0, 0.0, 0.0),
             Some(index) => {
                 let spec = &SCHEMES[index];
-                let lift = TRUE_LIFT_SD[self.archetype.index()][index] * sd * self.effect_multiplier;
-                let cost = if takes_up { spec.cost_sd * sd * cost_draw } else { 0.0 };
+                let lift =
+                    TRUE_LIFT_SD[self.archetype.index()][index] * sd * self.effect_multiplier;
+                let cost = if takes_up {
+                    spec.cost_sd * sd * cost_draw
+                } else {
+                    0.0
+                };
                 (lift, spec.deal_effect, spec.certification_effect, cost)
             }
         };
         let deal_mean = self.deal_rate * (1.0 + deal_effect);
         let cert_mean = self.certification_rate * (1.0 + cert_effect);
-        let deals = poisson(&mut keyed_rng(deal_uniform_seed, Stream::Outcome, [0, 0, 0]), deal_mean);
-        let certs = poisson(&mut keyed_rng(cert_uniform_seed, Stream::Outcome, [0, 0, 0]), cert_mean);
+        let deals = poisson(
+            &mut keyed_rng(deal_uniform_seed, Stream::Outcome, [0, 0, 0]),
+            deal_mean,
+        );
+        let certs = poisson(
+            &mut keyed_rng(cert_uniform_seed, Stream::Outcome, [0, 0, 0]),
+            cert_mean,
+        );
         Realised {
             revenue: ((self.revenue_baseline + effect_revenue) * 100.0).round() / 100.0,
             deal_registrations: deals,

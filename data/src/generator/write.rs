@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use serde::Serialize;
 
@@ -23,12 +26,20 @@ pub(crate) struct Layout {
 
 impl Layout {
     pub(crate) fn new(root: &Path, periods: &[String], n_parts: usize) -> Self {
-        Self { root: root.to_path_buf(), periods: periods.to_vec(), n_parts }
+        Self {
+            root: root.to_path_buf(),
+            periods: periods.to_vec(),
+            n_parts,
+        }
     }
 
     /// `periods/<p>/<table>.parquet`, or the folder `periods/<p>/<table>/` of part files.
     fn table(&self, truth: bool, period: usize, table: &str) -> PathBuf {
-        let base = if truth { self.root.join("truth") } else { self.root.join("periods") };
+        let base = if truth {
+            self.root.join("truth")
+        } else {
+            self.root.join("periods")
+        };
         let folder = base.join(&self.periods[period]);
         if self.n_parts == 1 {
             folder.join(format!("{table}.parquet"))
@@ -48,10 +59,23 @@ impl Layout {
 
     pub(crate) fn create_dirs(&self) -> Result<()> {
         for period in 0..self.periods.len() {
-            for (truth, table) in [(false, "partners"), (false, "assignments"), (false, "outcomes"), (true, "archetypes"), (true, "effects")] {
+            for (truth, table) in [
+                (false, "partners"),
+                (false, "assignments"),
+                (false, "outcomes"),
+                (true, "archetypes"),
+                (true, "effects"),
+            ] {
                 let path = self.table(truth, period, table);
-                let dir = if self.n_parts == 1 { path.parent().map(Path::to_path_buf).unwrap_or(path) } else { path };
-                fs_err::create_dir_all(&dir).map_err(|source| DataError::Io { path: dir.clone(), source })?;
+                let dir = if self.n_parts == 1 {
+                    path.parent().map(Path::to_path_buf).unwrap_or(path)
+                } else {
+                    path
+                };
+                fs_err::create_dir_all(&dir).map_err(|source| DataError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -59,18 +83,21 @@ impl Layout {
 
     fn relative(&self, period: usize, table: &str) -> String {
         let path = self.table(false, period, table);
-        path.strip_prefix(&self.root).unwrap_or(&path).to_string_lossy().replace('\\', "/")
+        path.strip_prefix(&self.root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/")
     }
 }
 
 /// Sums over one chunk, combined in chunk order.
 #[derive(Debug, Clone)]
 pub(crate) struct TruthAccumulator {
-    /// [period][archetype]: n, sum y0, sum y0^2, sum effect multiplier.
+    /// Indexed `[period][archetype]`: n, sum y0, sum y0^2, sum effect multiplier.
     population: Vec<[[f64; 4]; 6]>,
-    /// [period][archetype][scheme]: n assigned, sum effect, sum cost.
+    /// Indexed `[period][archetype][scheme]`: n assigned, sum effect, sum cost.
     assigned: Vec<[[[f64; 3]; 5]; 6]>,
-    /// [period][from][to]: partners present in both periods.
+    /// Indexed `[period][from][to]`: partners present in both periods.
     migration: Vec<[[u64; 6]; 6]>,
 }
 
@@ -90,7 +117,12 @@ impl TruthAccumulator {
             }
         }
         for (mine, theirs) in self.assigned.iter_mut().zip(&other.assigned) {
-            for (a, b) in mine.iter_mut().flatten().flatten().zip(theirs.iter().flatten().flatten()) {
+            for (a, b) in mine
+                .iter_mut()
+                .flatten()
+                .flatten()
+                .zip(theirs.iter().flatten().flatten())
+            {
                 *a += b;
             }
         }
@@ -108,11 +140,18 @@ impl TruthAccumulator {
             for archetype in Archetype::ALL {
                 let [n, sum, sum_sq, sum_multiplier] = self.population[period][archetype.index()];
                 let mean = if n > 0.0 { sum / n } else { 0.0 };
-                let sd = if n > 1.0 { ((sum_sq - n * mean * mean) / (n - 1.0)).max(0.0).sqrt() } else { f64::NAN };
+                let sd = if n > 1.0 {
+                    ((sum_sq - n * mean * mean) / (n - 1.0)).max(0.0).sqrt()
+                } else {
+                    f64::NAN
+                };
                 let mean_multiplier = if n > 0.0 { sum_multiplier / n } else { 1.0 };
                 for (index, scheme) in SCHEMES.iter().enumerate() {
-                    let [n_assigned, sum_effect, sum_cost] = self.assigned[period][archetype.index()][index];
-                    let true_lift = TRUE_LIFT_SD[archetype.index()][index] * revenue_sd(archetype) * mean_multiplier;
+                    let [n_assigned, sum_effect, sum_cost] =
+                        self.assigned[period][archetype.index()][index];
+                    let true_lift = TRUE_LIFT_SD[archetype.index()][index]
+                        * revenue_sd(archetype)
+                        * mean_multiplier;
                     let true_cost = scheme.cost_sd * revenue_sd(archetype);
                     let net = params.margin_rate * true_lift - true_cost;
                     cells.push(TruthCell {
@@ -128,8 +167,16 @@ impl TruthAccumulator {
                         true_net: net,
                         lift_sd: true_lift / sd,
                         net_sd: net / sd,
-                        realised_lift: if n_assigned > 0.0 { sum_effect / n_assigned } else { f64::NAN },
-                        realised_cost: if n_assigned > 0.0 { sum_cost / n_assigned } else { f64::NAN },
+                        realised_lift: if n_assigned > 0.0 {
+                            sum_effect / n_assigned
+                        } else {
+                            f64::NAN
+                        },
+                        realised_cost: if n_assigned > 0.0 {
+                            sum_cost / n_assigned
+                        } else {
+                            f64::NAN
+                        },
                     });
                 }
             }
@@ -185,17 +232,39 @@ fn period_chunk(world: &World, slots: &[SlotHistory], period: usize) -> PeriodCh
     for slot in slots {
         if let Some(snapshot) = slot.snapshot(params.seed, period, params.null_rate) {
             snapshots.push(snapshot);
-            previous.push(period.checked_sub(1).and_then(|p| slot.periods[p].as_ref()).map(|p| p.archetype));
+            previous.push(
+                period
+                    .checked_sub(1)
+                    .and_then(|p| slot.periods[p].as_ref())
+                    .map(|p| p.archetype),
+            );
         }
     }
-    let draws: Vec<Option<Option<usize>>> =
-        snapshots.iter().map(|s| s.in_draw.then(|| s.draw(params.seed, params.holdout_share))).collect();
-    let realised = snapshots.iter().zip(&draws).map(|(s, draw)| s.realise(params.seed, draw.flatten())).collect();
-    PeriodChunk { snapshots, previous, draws, realised }
+    let draws: Vec<Option<Option<usize>>> = snapshots
+        .iter()
+        .map(|s| s.in_draw.then(|| s.draw(params.seed, params.holdout_share)))
+        .collect();
+    let realised = snapshots
+        .iter()
+        .zip(&draws)
+        .map(|(s, draw)| s.realise(params.seed, draw.flatten()))
+        .collect();
+    PeriodChunk {
+        snapshots,
+        previous,
+        draws,
+        realised,
+    }
 }
 
 fn accumulate(acc: &mut TruthAccumulator, period: usize, chunk: &PeriodChunk) {
-    for (((snapshot, previous), draw), realised) in chunk.snapshots.iter().zip(&chunk.previous).zip(&chunk.draws).zip(&chunk.realised) {
+    for (((snapshot, previous), draw), realised) in chunk
+        .snapshots
+        .iter()
+        .zip(&chunk.previous)
+        .zip(&chunk.draws)
+        .zip(&chunk.realised)
+    {
         let a = snapshot.archetype.index();
         if snapshot.in_draw {
             let cell = &mut acc.population[period][a];
@@ -224,28 +293,46 @@ pub(crate) fn accumulate_chunk(world: &World, slots: &[SlotHistory]) -> TruthAcc
     acc
 }
 
-fn column<T, A: arrow_array::Array + 'static>(values: impl Iterator<Item = T>, build: impl FnOnce(Vec<T>) -> A) -> ArrayRef {
+fn column<T, A: arrow_array::Array + 'static>(
+    values: impl Iterator<Item = T>,
+    build: impl FnOnce(Vec<T>) -> A,
+) -> ArrayRef {
     Arc::new(build(values.collect()))
 }
 
 fn partners_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
     let s = &chunk.snapshots;
-    let mut columns: Vec<ArrayRef> = vec![column(s.iter().map(|x| x.partner_id.as_str()), StringArray::from)];
+    let mut columns: Vec<ArrayRef> = vec![column(
+        s.iter().map(|x| x.partner_id.as_str()),
+        StringArray::from,
+    )];
     for (name, _) in GENERATED_FEATURES {
         let array: ArrayRef = match name {
             "revenue_12m" => column(s.iter().map(|x| x.revenue_12m), Float64Array::from),
             "revenue_growth" => column(s.iter().map(|x| x.revenue_growth), Float64Array::from),
-            "deal_registrations_12m" => column(s.iter().map(|x| x.deal_registrations_12m), Int64Array::from),
+            "deal_registrations_12m" => {
+                column(s.iter().map(|x| x.deal_registrations_12m), Int64Array::from)
+            }
             "win_rate" => column(s.iter().map(|x| x.win_rate), Float64Array::from),
             "certifications" => column(s.iter().map(|x| x.certifications), Int32Array::from),
-            "training_hours_12m" => column(s.iter().map(|x| x.training_hours_12m), Float64Array::from),
+            "training_hours_12m" => {
+                column(s.iter().map(|x| x.training_hours_12m), Float64Array::from)
+            }
             "portal_logins_90d" => column(s.iter().map(|x| x.portal_logins_90d), Int32Array::from),
             "mdf_utilisation" => column(s.iter().map(|x| x.mdf_utilisation), Float64Array::from),
             "tenure_months" => column(s.iter().map(|x| x.tenure_months), Int32Array::from),
             "active_customers" => column(s.iter().map(|x| x.active_customers), Int64Array::from),
-            "product_lines_sold" => column(s.iter().map(|x| x.product_lines_sold), Int32Array::from),
-            "days_since_last_deal" => column(s.iter().map(|x| x.days_since_last_deal), Int32Array::from),
-            other => return Err(DataError::InvalidParams(format!("no generator for column {other}"))),
+            "product_lines_sold" => {
+                column(s.iter().map(|x| x.product_lines_sold), Int32Array::from)
+            }
+            "days_since_last_deal" => {
+                column(s.iter().map(|x| x.days_since_last_deal), Int32Array::from)
+            }
+            other => {
+                return Err(DataError::InvalidParams(format!(
+                    "no generator for column {other}"
+                )))
+            }
         };
         columns.push(array);
     }
@@ -270,8 +357,14 @@ fn assignments_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         schema::assignments(),
         vec![
-            column(rows.iter().map(|(s, _, _)| s.partner_id.as_str()), StringArray::from),
-            column(rows.iter().map(|(_, d, _)| scheme_name(*d)), StringArray::from),
+            column(
+                rows.iter().map(|(s, _, _)| s.partner_id.as_str()),
+                StringArray::from,
+            ),
+            column(
+                rows.iter().map(|(_, d, _)| scheme_name(*d)),
+                StringArray::from,
+            ),
             column(rows.iter().map(|(_, _, r)| r.cost), Float64Array::from),
             column(rows.iter().map(|_| None::<u32>), UInt32Array::from),
         ],
@@ -286,7 +379,11 @@ fn outcomes_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
         vec![
             column(s.iter().map(|x| x.partner_id.as_str()), StringArray::from),
             column(r.iter().map(|x| x.revenue), Float64Array::from),
-            column(s.iter().map(|x| x.revenue_pre.map(|v| (v * 100.0).round() / 100.0)), Float64Array::from),
+            column(
+                s.iter()
+                    .map(|x| x.revenue_pre.map(|v| (v * 100.0).round() / 100.0)),
+                Float64Array::from,
+            ),
             column(r.iter().map(|x| x.deal_registrations), Int64Array::from),
             column(r.iter().map(|x| x.certifications_earned), Int64Array::from),
         ],
@@ -300,7 +397,10 @@ fn truth_archetypes_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
         vec![
             column(s.iter().map(|x| x.partner_id.as_str()), StringArray::from),
             column(s.iter().map(|x| x.archetype.name()), StringArray::from),
-            column(chunk.previous.iter().map(|p| p.map(Archetype::name)), StringArray::from),
+            column(
+                chunk.previous.iter().map(|p| p.map(Archetype::name)),
+                StringArray::from,
+            ),
         ],
     )?)
 }
@@ -316,18 +416,41 @@ fn truth_effects_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         schema::truth_effects(),
         vec![
-            column(rows.iter().map(|(s, _, _)| s.partner_id.as_str()), StringArray::from),
-            column(rows.iter().map(|(_, d, _)| scheme_name(*d)), StringArray::from),
-            column(rows.iter().map(|(_, _, r)| r.effect_revenue), Float64Array::from),
-            column(rows.iter().map(|(_, _, r)| r.effect_deal_registrations), Float64Array::from),
-            column(rows.iter().map(|(_, _, r)| r.effect_certifications), Float64Array::from),
-            column(rows.iter().map(|(s, _, _)| s.revenue_baseline), Float64Array::from),
+            column(
+                rows.iter().map(|(s, _, _)| s.partner_id.as_str()),
+                StringArray::from,
+            ),
+            column(
+                rows.iter().map(|(_, d, _)| scheme_name(*d)),
+                StringArray::from,
+            ),
+            column(
+                rows.iter().map(|(_, _, r)| r.effect_revenue),
+                Float64Array::from,
+            ),
+            column(
+                rows.iter().map(|(_, _, r)| r.effect_deal_registrations),
+                Float64Array::from,
+            ),
+            column(
+                rows.iter().map(|(_, _, r)| r.effect_certifications),
+                Float64Array::from,
+            ),
+            column(
+                rows.iter().map(|(s, _, _)| s.revenue_baseline),
+                Float64Array::from,
+            ),
         ],
     )?)
 }
 
 /// Simulates and writes one chunk of slots; returns its truth sums.
-pub(crate) fn write_chunk(world: &World, layout: &Layout, part: usize, slots: Vec<SlotHistory>) -> Result<TruthAccumulator> {
+pub(crate) fn write_chunk(
+    world: &World,
+    layout: &Layout,
+    part: usize,
+    slots: Vec<SlotHistory>,
+) -> Result<TruthAccumulator> {
     let mut acc = TruthAccumulator::new(world.params().n_periods);
     for period in 0..world.params().n_periods {
         let chunk = period_chunk(world, &slots, period);
@@ -343,37 +466,36 @@ pub(crate) fn write_chunk(world: &World, layout: &Layout, part: usize, slots: Ve
             (true, "effects", truth_effects_batch(&chunk)?),
         ];
         for (truth, table, batch) in tables {
-            write_parquet(&layout.part(truth, period, table, part), batch.schema(), &[batch])?;
+            write_parquet(
+                &layout.part(truth, period, table, part),
+                batch.schema(),
+                &[batch],
+            )?;
         }
     }
     Ok(acc)
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|source| DataError::Json { path: path.to_path_buf(), source })?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| DataError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     text.push('\n');
-    fs_err::write(path, text).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+    fs_err::write(path, text).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-pub(crate) fn write_truth_tables(params: &GeneratorValidParams, layout: &Layout, truth: &TruthAccumulator) -> Result<()> {
+pub(crate) fn write_truth_tables(
+    params: &GeneratorValidParams,
+    layout: &Layout,
+    truth: &TruthAccumulator,
+) -> Result<()> {
     let cells = truth.cells(params);
     let truth_dir = layout.root.join("truth");
-    let lift_schema = Arc::new(Schema::new(vec![
-        Field::new("period", DataType::Utf8, false),
-        Field::new("archetype", DataType::Utf8, false),
-        Field::new("scheme_id", DataType::Utf8, false),
-        Field::new("n_partners", DataType::UInt64, false),
-        Field::new("n_assigned", DataType::UInt64, false),
-        Field::new("mean_revenue", DataType::Float64, false),
-        Field::new("sd_revenue", DataType::Float64, true),
-        Field::new("true_lift", DataType::Float64, false),
-        Field::new("true_cost", DataType::Float64, false),
-        Field::new("true_net", DataType::Float64, false),
-        Field::new("lift_sd", DataType::Float64, true),
-        Field::new("net_sd", DataType::Float64, true),
-        Field::new("realised_lift", DataType::Float64, true),
-        Field::new("realised_cost", DataType::Float64, true),
-    ]));
+    let lift_schema = schema::truth_lift();
     let finite = |v: f64| v.is_finite().then_some(v);
     let batch = RecordBatch::try_new(
         lift_schema.clone(),
@@ -384,14 +506,23 @@ pub(crate) fn write_truth_tables(params: &GeneratorValidParams, layout: &Layout,
             column(cells.iter().map(|c| c.n_partners), UInt64Array::from),
             column(cells.iter().map(|c| c.n_assigned), UInt64Array::from),
             column(cells.iter().map(|c| c.mean_revenue), Float64Array::from),
-            column(cells.iter().map(|c| finite(c.sd_revenue)), Float64Array::from),
+            column(
+                cells.iter().map(|c| finite(c.sd_revenue)),
+                Float64Array::from,
+            ),
             column(cells.iter().map(|c| c.true_lift), Float64Array::from),
             column(cells.iter().map(|c| c.true_cost), Float64Array::from),
             column(cells.iter().map(|c| c.true_net), Float64Array::from),
             column(cells.iter().map(|c| finite(c.lift_sd)), Float64Array::from),
             column(cells.iter().map(|c| finite(c.net_sd)), Float64Array::from),
-            column(cells.iter().map(|c| finite(c.realised_lift)), Float64Array::from),
-            column(cells.iter().map(|c| finite(c.realised_cost)), Float64Array::from),
+            column(
+                cells.iter().map(|c| finite(c.realised_lift)),
+                Float64Array::from,
+            ),
+            column(
+                cells.iter().map(|c| finite(c.realised_cost)),
+                Float64Array::from,
+            ),
         ],
     )?;
     write_parquet(&truth_dir.join("lift.parquet"), lift_schema, &[batch])?;
@@ -437,7 +568,11 @@ pub(crate) fn write_truth_tables(params: &GeneratorValidParams, layout: &Layout,
             column(migration_rows.iter().map(|r| r.3), UInt64Array::from),
         ],
     )?;
-    write_parquet(&truth_dir.join("migration.parquet"), migration_schema, &[batch])
+    write_parquet(
+        &truth_dir.join("migration.parquet"),
+        migration_schema,
+        &[batch],
+    )
 }
 
 #[derive(Serialize)]
@@ -452,7 +587,11 @@ struct GeneratorManifest<'a> {
 }
 
 /// Writes `generator.json` and `segtune.toml` (a run configuration for the last period).
-pub(crate) fn write_config_and_manifest(params: &GeneratorValidParams, layout: &Layout, n_parts: usize) -> Result<PathBuf> {
+pub(crate) fn write_config_and_manifest(
+    params: &GeneratorValidParams,
+    layout: &Layout,
+    n_parts: usize,
+) -> Result<PathBuf> {
     let manifest = GeneratorManifest {
         generator: "segtune generate",
         version: env!("CARGO_PKG_VERSION"),
@@ -464,7 +603,10 @@ pub(crate) fn write_config_and_manifest(params: &GeneratorValidParams, layout: &
     };
     write_json(&layout.root.join("generator.json"), &manifest)?;
     let last = params.periods.len() - 1;
-    let features: Vec<String> = GENERATED_FEATURES.iter().map(|(name, _)| format!("\"{name}\"")).collect();
+    let features: Vec<String> = GENERATED_FEATURES
+        .iter()
+        .map(|(name, _)| format!("\"{name}\""))
+        .collect();
     let config = format!(
         r#"# segtune run configuration written by `segtune generate` (seed {seed}).
 # It evaluates the last generated period; every key is documented in
@@ -496,6 +638,9 @@ covariate = "revenue_pre"
         features = features.join(", "),
     );
     let path = layout.root.join("segtune.toml");
-    fs_err::write(&path, config).map_err(|source| DataError::Io { path: path.clone(), source })?;
+    fs_err::write(&path, config).map_err(|source| DataError::Io {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }

@@ -5,7 +5,10 @@ use std::process::Command;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("data/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("data/ has a parent")
+        .to_path_buf()
 }
 
 /// The Python with the peer packages: `SEGTUNE_PYTHON`, else `.venv/bin/python`
@@ -30,7 +33,11 @@ pub fn run_peer(script: &str, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("python runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success(), text)
 }
 
@@ -44,7 +51,11 @@ pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let relative = path.strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
+                let relative = path
+                    .strip_prefix(dir)
+                    .expect("under dir")
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((relative, std::fs::read(&path).expect("readable")));
             }
         }

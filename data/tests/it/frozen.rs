@@ -25,7 +25,10 @@ fn true_lifts_are_small_close_and_sometimes_useless() {
         }
         let mut by_archetype: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for cell in &cells {
-            by_archetype.entry(cell.archetype).or_default().push(cell.net_sd);
+            by_archetype
+                .entry(cell.archetype)
+                .or_default()
+                .push(cell.net_sd);
         }
         let close = by_archetype
             .values()
@@ -35,9 +38,18 @@ fn true_lifts_are_small_close_and_sometimes_useless() {
                 sorted[0] - sorted[1] <= 0.03
             })
             .count();
-        assert!(close >= 3, "{period}: only {close} archetypes have a close runner-up");
-        assert!(cells.iter().any(|c| c.true_lift == 0.0), "{period}: no zero-lift cell");
-        assert!(cells.iter().any(|c| c.true_net < 0.0), "{period}: no cell with negative net value");
+        assert!(
+            close >= 3,
+            "{period}: only {close} archetypes have a close runner-up"
+        );
+        assert!(
+            cells.iter().any(|c| c.true_lift == 0.0),
+            "{period}: no zero-lift cell"
+        );
+        assert!(
+            cells.iter().any(|c| c.true_net < 0.0),
+            "{period}: no cell with negative net value"
+        );
     }
 }
 
@@ -49,20 +61,31 @@ fn archetypes_overlap_but_are_findable_by_scikit_learn() {
     let root = dir.path().to_string_lossy().into_owned();
     for period in &params.periods {
         let (ok, output) = run_peer("data/tests/peer/frozen_defaults.py", &[&root, period]);
-        assert!(ok, "{period}: scikit-learn's ARI against the archetypes must be in [0.70, 0.95]: {output}");
+        assert!(
+            ok,
+            "{period}: scikit-learn's ARI against the archetypes must be in [0.70, 0.95]: {output}"
+        );
     }
 }
 
 #[test]
-fn every_archetype_is_present_in_every_period() {
-    let params = GeneratorParams::new().with_partners(20_000).check().expect("valid");
+fn every_archetype_is_in_every_periods_draw() {
+    let params = GeneratorParams::new()
+        .with_partners(20_000)
+        .check()
+        .expect("valid");
+    let cells = truth_table(&params);
     for period in &params.periods {
         for archetype in Archetype::ALL {
-            let n = truth_table(&params)
+            let n = cells
                 .iter()
                 .find(|c| &c.period == period && c.archetype == archetype.name())
                 .map_or(0, |c| c.n_partners);
-            assert!(n as f64 >= 0.03 * 20_000.0, "{period}: only {n} {} partners", archetype.name());
+            assert!(
+                n as f64 >= 0.02 * 20_000.0,
+                "{period}: only {n} {} partners in the draw",
+                archetype.name()
+            );
         }
     }
 }

@@ -5,25 +5,39 @@ use segtune_data::generator::{generate, GeneratorParams};
 
 use crate::common::tree_bytes;
 
-fn generate_with_threads(params: GeneratorParams, threads: usize) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+fn generate_with_threads(
+    params: GeneratorParams,
+    threads: usize,
+) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let params = params.check().expect("valid params");
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-    pool.install(|| generate(&params, dir.path())).expect("generates");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    pool.install(|| generate(&params, dir.path()))
+        .expect("generates");
     let bytes = tree_bytes(dir.path());
     (dir, bytes)
 }
 
 #[test]
 fn same_seed_gives_the_same_bytes_whatever_the_threads() {
-    let params = GeneratorParams::new().with_partners(3_000).with_periods(3).with_seed(11).with_part_rows(1_000);
+    let params = GeneratorParams::new()
+        .with_partners(3_000)
+        .with_periods(3)
+        .with_seed(11)
+        .with_part_rows(1_000);
     let (_a, one_thread) = generate_with_threads(params.clone(), 1);
     let (_b, four_threads) = generate_with_threads(params, 4);
     assert!(one_thread.len() > 10);
     assert_eq!(one_thread.len(), four_threads.len());
     for ((name_a, bytes_a), (name_b, bytes_b)) in one_thread.iter().zip(&four_threads) {
         assert_eq!(name_a, name_b);
-        assert!(bytes_a == bytes_b, "{name_a} differs between 1 and 4 threads");
+        assert!(
+            bytes_a == bytes_b,
+            "{name_a} differs between 1 and 4 threads"
+        );
     }
 }
 
@@ -32,21 +46,40 @@ fn another_seed_gives_other_data() {
     let params = GeneratorParams::new().with_partners(500).with_periods(1);
     let (_a, first) = generate_with_threads(params.clone().with_seed(1), 2);
     let (_b, second) = generate_with_threads(params.with_seed(2), 2);
-    let partners = |files: &[(String, Vec<u8>)]| files.iter().find(|(n, _)| n.ends_with("partners.parquet")).map(|(_, b)| b.clone());
+    let partners = |files: &[(String, Vec<u8>)]| {
+        files
+            .iter()
+            .find(|(n, _)| n.ends_with("partners.parquet"))
+            .map(|(_, b)| b.clone())
+    };
     assert_ne!(partners(&first), partners(&second));
 }
 
 #[test]
 fn large_tables_become_part_file_folders() {
-    let params = GeneratorParams::new().with_partners(2_500).with_periods(2).with_seed(3).with_part_rows(1_000);
+    let params = GeneratorParams::new()
+        .with_partners(2_500)
+        .with_periods(2)
+        .with_seed(3)
+        .with_part_rows(1_000);
     let (dir, files) = generate_with_threads(params, 2);
-    let parts: Vec<&String> = files.iter().map(|(n, _)| n).filter(|n| n.starts_with("periods/2025-Q4/partners/")).collect();
+    let parts: Vec<&String> = files
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("periods/2025-Q4/partners/"))
+        .collect();
     // 2,500 partners + 100 joiners per later period = 2,600 slots: 3 parts, the
     // third holding first-period partners 2,000..2,500 only.
     assert_eq!(parts.len(), 3, "{parts:?}");
-    assert!(dir.path().join("periods/2026-Q1/partners/part-00002.parquet").exists());
+    assert!(dir
+        .path()
+        .join("periods/2026-Q1/partners/part-00002.parquet")
+        .exists());
     let config = std::fs::read_to_string(dir.path().join("segtune.toml")).expect("config written");
-    assert!(config.contains("partners = \"periods/2026-Q1/partners\""), "{config}");
+    assert!(
+        config.contains("partners = \"periods/2026-Q1/partners\""),
+        "{config}"
+    );
 }
 
 #[test]
@@ -54,11 +87,17 @@ fn truth_is_never_an_input_column() {
     let params = GeneratorParams::new().with_partners(300).with_periods(1);
     let (dir, _) = generate_with_threads(params, 1);
     for table in ["partners", "assignments", "outcomes"] {
-        let file = std::fs::File::open(dir.path().join(format!("periods/2025-Q4/{table}.parquet"))).expect("exists");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+        let file = std::fs::File::open(dir.path().join(format!("periods/2025-Q4/{table}.parquet")))
+            .expect("exists");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet");
         for field in reader.schema().fields() {
             for forbidden in ["archetype", "effect", "truth", "baseline"] {
-                assert!(!field.name().contains(forbidden), "{table} has column {}", field.name());
+                assert!(
+                    !field.name().contains(forbidden),
+                    "{table} has column {}",
+                    field.name()
+                );
             }
         }
     }
@@ -70,6 +109,9 @@ fn truth_is_never_an_input_column() {
 fn invalid_parameters_are_refused() {
     assert!(GeneratorParams::new().with_partners(0).check().is_err());
     assert!(GeneratorParams::new().with_drift(1.5).check().is_err());
-    assert!(GeneratorParams::new().with_start_period("FY26").check().is_err());
+    assert!(GeneratorParams::new()
+        .with_start_period("FY26")
+        .check()
+        .is_err());
     assert!(GeneratorParams::new().with_part_rows(0).check().is_err());
 }

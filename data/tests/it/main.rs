@@ -4,3 +4,4 @@
 mod common;
 mod frozen;
 mod generator;
+mod schema_doc;

@@ -1,1 +1,8 @@
+//! Integration tests of the `segtune` binary: each drives the real command
+//! line on files written for the test and checks exit codes, messages and
+//! what was (not) written.
 
+mod common;
+mod config_cli;
+mod generate_cli;
+mod ingest_refusals;

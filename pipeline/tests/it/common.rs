@@ -1,0 +1,258 @@
+//! Helpers: run the binary, write small Parquet inputs, snapshot folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+/// The `segtune` binary under test.
+pub fn segtune() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_segtune"));
+    command.env_remove("RUST_LOG").env("NO_COLOR", "1");
+    for var in [
+        "SEGTUNE_CONFIG",
+        "SEGTUNE_OUT",
+        "SEGTUNE_PARTNERS",
+        "SEGTUNE_ASSIGNMENTS",
+        "SEGTUNE_OUTCOMES",
+        "SEGTUNE_PREVIOUS_RUN",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs and returns (exit code, stdout, stderr).
+pub fn run(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("segtune runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A column of a test table.
+pub enum Col {
+    Text(&'static str, Vec<Option<&'static str>>),
+    Float(&'static str, Vec<Option<f64>>),
+    Int(&'static str, Vec<Option<i64>>),
+    UInt32(&'static str, Vec<Option<u32>>),
+}
+
+impl Col {
+    /// The column's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Col::Text(n, _) | Col::Float(n, _) | Col::Int(n, _) | Col::UInt32(n, _) => n,
+        }
+    }
+}
+
+/// Writes columns to a Parquet file.
+pub fn write_table(path: &Path, columns: Vec<Col>) {
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for column in columns {
+        let (name, data_type, array): (&str, DataType, ArrayRef) = match column {
+            Col::Text(name, values) => (name, DataType::Utf8, Arc::new(StringArray::from(values))),
+            Col::Float(name, values) => (
+                name,
+                DataType::Float64,
+                Arc::new(Float64Array::from(values)),
+            ),
+            Col::Int(name, values) => (name, DataType::Int64, Arc::new(Int64Array::from(values))),
+            Col::UInt32(name, values) => {
+                (name, DataType::UInt32, Arc::new(UInt32Array::from(values)))
+            }
+        };
+        fields.push(Field::new(name, data_type, true));
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).expect("valid batch");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("parent");
+    }
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).expect("create"), schema, None)
+            .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+/// A small valid program: six partners, their assignments and outcomes, and a config.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+pub const IDS: [&str; 6] = ["A1", "A2", "A3", "A4", "A5", "A6"];
+
+impl Fixture {
+    pub fn new() -> Self {
+        let fixture = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        fixture.write_partners(partners_columns());
+        write_table(
+            &fixture.path("assignments.parquet"),
+            vec![
+                Col::Text(
+                    "partner_id",
+                    vec![Some("A1"), Some("A2"), Some("A3"), Some("A4")],
+                ),
+                Col::Text(
+                    "scheme_id",
+                    vec![
+                        Some("holdout"),
+                        Some("cert_bonus"),
+                        Some("cert_bonus"),
+                        Some("holdout"),
+                    ],
+                ),
+                Col::Float("cost", vec![Some(0.0), Some(120.0), Some(80.5), Some(0.0)]),
+                Col::UInt32("segment_id", vec![Some(1), Some(1), None, Some(2)]),
+            ],
+        );
+        write_table(
+            &fixture.path("outcomes.parquet"),
+            vec![
+                Col::Text("partner_id", IDS.iter().map(|s| Some(*s)).collect()),
+                Col::Float(
+                    "revenue",
+                    vec![
+                        Some(10.0),
+                        Some(12.0),
+                        Some(9.0),
+                        None,
+                        Some(3.0),
+                        Some(4.0),
+                    ],
+                ),
+                Col::Float(
+                    "revenue_pre",
+                    vec![Some(9.0), Some(10.0), Some(8.0), Some(1.0), None, Some(4.0)],
+                ),
+            ],
+        );
+        fixture.write_config(CONFIG);
+        fixture
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write_partners(&self, columns: Vec<Col>) {
+        write_table(&self.path("partners.parquet"), columns);
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.path("segtune.toml"), text).expect("config");
+    }
+
+    /// `segtune validate` on this fixture; asserts nothing was written.
+    pub fn validate(&self) -> (i32, String, String) {
+        let before = listing(self.dir.path());
+        let result = run(segtune()
+            .arg("validate")
+            .arg("--config")
+            .arg(self.path("segtune.toml")));
+        assert_eq!(
+            before,
+            listing(self.dir.path()),
+            "validate must write nothing"
+        );
+        result
+    }
+}
+
+pub const CONFIG: &str = r#"period = "2026-Q3"
+seed = 7
+
+[inputs]
+partners = "partners.parquet"
+assignments = "assignments.parquet"
+outcomes = "outcomes.parquet"
+
+[features]
+numeric = ["revenue_12m", "win_rate"]
+categorical = ["tier"]
+revenue = "revenue_12m"
+
+[[outcome]]
+name = "revenue"
+covariate = "revenue_pre"
+"#;
+
+pub fn partners_columns() -> Vec<Col> {
+    vec![
+        Col::Text("partner_id", IDS.iter().map(|s| Some(*s)).collect()),
+        Col::Float(
+            "revenue_12m",
+            vec![
+                Some(100.0),
+                Some(2500.5),
+                None,
+                Some(0.0),
+                Some(77.0),
+                Some(1e6),
+            ],
+        ),
+        Col::Float(
+            "win_rate",
+            vec![Some(0.1), None, Some(0.5), Some(0.3), Some(0.0), Some(1.0)],
+        ),
+        Col::Int(
+            "unused_count",
+            vec![Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)],
+        ),
+        Col::Text(
+            "tier",
+            vec![
+                Some("gold"),
+                Some("silver"),
+                None,
+                Some("gold"),
+                Some("registered"),
+                Some("platinum"),
+            ],
+        ),
+    ]
+}
+
+/// Every path under `dir` with its size, sorted.
+pub fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push((path, size));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts that `text` contains every fragment.
+#[track_caller]
+pub fn assert_mentions(text: &str, fragments: &[&str]) {
+    for fragment in fragments {
+        assert!(text.contains(fragment), "expected `{fragment}` in:\n{text}");
+    }
+}

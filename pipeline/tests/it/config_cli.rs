@@ -1,0 +1,136 @@
+//! Configuration errors on the command line: exit 2, naming the key and line.
+
+use crate::common::{assert_mentions, Fixture, CONFIG};
+
+#[track_caller]
+fn config_refused(text: &str, fragments: &[&str]) -> String {
+    let fixture = Fixture::new();
+    fixture.write_config(text);
+    let (code, stdout, stderr) = fixture.validate();
+    assert_eq!(
+        code, 2,
+        "expected exit 2\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_mentions(&stderr, fragments);
+    stderr
+}
+
+#[test]
+fn an_unknown_key_names_the_key_and_its_line() {
+    let text = CONFIG.replace("seed = 7", "seed = 7\nmarginrate = 0.2");
+    config_refused(
+        &text,
+        &["segtune.toml", "line 3", "unknown field `marginrate`"],
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_table_names_the_key_and_its_line() {
+    let text = CONFIG.replace(
+        "revenue = \"revenue_12m\"",
+        "revenue = \"revenue_12m\"\nlog = true",
+    );
+    config_refused(&text, &["line 13", "unknown field `log`"]);
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_its_line() {
+    let text = CONFIG.replace("seed = 7", "seed = \"seven\"");
+    config_refused(&text, &["line 2", "seed", "invalid type"]);
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_its_line() {
+    let text = CONFIG.replace("period = \"2026-Q3\"", "period = \"2026-Q7\"");
+    config_refused(&text, &["key `period` (line 1)", "Q1 to Q4"]);
+}
+
+#[test]
+fn a_missing_required_key_is_named() {
+    let text = CONFIG.replace("partners = \"partners.parquet\"\n", "");
+    config_refused(&text, &["key `inputs.partners`", "is required"]);
+}
+
+#[test]
+fn configuration_errors_win_over_data_errors_and_both_are_reported() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.path("partners.parquet"), "not parquet").expect("write");
+    fixture.write_config(&CONFIG.replace("seed = 7", "seed = 7\nmargin-rate = 2.0"));
+    let (code, _, stderr) = fixture.validate();
+    assert_eq!(code, 2, "{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "margin-rate",
+            "must be in [0, 1]",
+            "not a readable Parquet file",
+        ],
+    );
+}
+
+#[test]
+fn input_paths_can_come_from_the_environment() {
+    let fixture = Fixture::new();
+    std::fs::rename(
+        fixture.path("partners.parquet"),
+        fixture.path("elsewhere.parquet"),
+    )
+    .expect("rename");
+    let (code, _, stderr) = crate::common::run(
+        crate::common::segtune()
+            .arg("validate")
+            .env("SEGTUNE_CONFIG", fixture.path("segtune.toml"))
+            .env("SEGTUNE_PARTNERS", fixture.path("elsewhere.parquet")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn the_example_configuration_documents_every_key_and_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example =
+        std::fs::read_to_string(root.join("segtune.example.toml")).expect("example config exists");
+    // Every key the reader knows appears, with its default, in the example.
+    for key in [
+        "period",
+        "target-period",
+        "seed",
+        "margin-rate",
+        "[inputs]",
+        "partners",
+        "assignments",
+        "outcomes",
+        "previous-run",
+        "[features]",
+        "numeric",
+        "categorical",
+        "revenue",
+        "[[outcome]]",
+        "name",
+        "covariate",
+        "value-per-unit",
+    ] {
+        assert!(
+            example.contains(key),
+            "segtune.example.toml does not document `{key}`"
+        );
+    }
+    let fixture = Fixture::new();
+    // The example's paths point at generated data; resolve it against the fixture instead.
+    let text = example
+        .replace("periods/2026-Q3/partners.parquet", "partners.parquet")
+        .replace("periods/2026-Q3/assignments.parquet", "assignments.parquet")
+        .replace("periods/2026-Q3/outcomes.parquet", "outcomes.parquet");
+    let parsed: Result<toml::Value, _> = toml::from_str(&text);
+    assert!(parsed.is_ok(), "the example is valid TOML");
+    let settings = segtune::config::RunSettings::from_source(
+        &fixture.path("segtune.toml"),
+        &text,
+        &Default::default(),
+    );
+    assert!(
+        settings.is_ok(),
+        "the example resolves: {:?}",
+        settings.err().map(|e| e.to_string())
+    );
+}

@@ -1,0 +1,449 @@
+//! One test per refusal of bad input: exit code 3, a message that names the
+//! file, the column and the row or partner, and nothing written.
+
+use crate::common::{assert_mentions, partners_columns, write_table, Col, Fixture, CONFIG};
+
+/// The fixture with one partners column replaced (by name).
+fn with_partners_column(replacement: Col) -> Fixture {
+    let fixture = Fixture::new();
+    let mut replacement = Some(replacement);
+    let columns = partners_columns()
+        .into_iter()
+        .map(|column| {
+            if column.name() == replacement.as_ref().map_or("", Col::name) {
+                replacement.take().unwrap_or(column)
+            } else {
+                column
+            }
+        })
+        .collect();
+    fixture.write_partners(columns);
+    fixture
+}
+
+/// Runs validate and checks the refusal.
+#[track_caller]
+fn refused(fixture: &Fixture, fragments: &[&str]) -> String {
+    let (code, stdout, stderr) = fixture.validate();
+    assert_eq!(
+        code, 3,
+        "expected exit 3 (invalid input data)\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing on stdout on failure: {stdout}");
+    assert_mentions(&stderr, fragments);
+    stderr
+}
+
+#[test]
+fn a_valid_fixture_passes() {
+    let fixture = Fixture::new();
+    let (code, stdout, stderr) = fixture.validate();
+    assert_eq!(code, 0, "{stderr}");
+    assert_mentions(
+        &stdout,
+        &[
+            "\"status\":\"valid\"",
+            "\"partners\":6",
+            "\"assignments\":4",
+            "\"outcomes\":6",
+        ],
+    );
+}
+
+#[test]
+fn missing_column_is_refused() {
+    let fixture = Fixture::new();
+    fixture.write_config(&CONFIG.replace("\"win_rate\"]", "\"win_rate\", \"certifications\"]"));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "column `certifications`",
+            "column is missing",
+        ],
+    );
+}
+
+#[test]
+fn missing_file_is_refused() {
+    let fixture = Fixture::new();
+    std::fs::remove_file(fixture.path("outcomes.parquet")).expect("remove");
+    refused(&fixture, &["outcomes.parquet", "cannot be read"]);
+}
+
+#[test]
+fn non_numeric_feature_is_refused() {
+    let fixture = with_partners_column(Col::Text("win_rate", vec![Some("high"); 6]));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "column `win_rate`",
+            "wrong type: Utf8",
+            "numeric",
+        ],
+    );
+}
+
+#[test]
+fn null_partner_id_is_refused() {
+    let fixture = with_partners_column(Col::Text(
+        "partner_id",
+        vec![
+            Some("A1"),
+            Some("A2"),
+            None,
+            Some("A4"),
+            Some("A5"),
+            Some("A6"),
+        ],
+    ));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "column `partner_id`",
+            "row 2",
+            "partner_id is null",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_partner_id_is_refused() {
+    let fixture = with_partners_column(Col::Text(
+        "partner_id",
+        vec![
+            Some("A1"),
+            Some("A2"),
+            Some("A3"),
+            Some("A2"),
+            Some("A5"),
+            Some("A6"),
+        ],
+    ));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "row 3",
+            "partner_id `A2`",
+            "duplicate partner_id",
+            "first seen",
+            "row 1",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_partner_id_across_part_files_is_refused() {
+    let fixture = Fixture::new();
+    let parts = fixture.path("partners");
+    let part = |ids: Vec<Option<&'static str>>| {
+        let n = ids.len();
+        vec![
+            Col::Text("partner_id", ids),
+            Col::Float("revenue_12m", vec![Some(1.0); n]),
+            Col::Float("win_rate", vec![Some(0.2); n]),
+            Col::Text("tier", vec![Some("gold"); n]),
+        ]
+    };
+    write_table(
+        &parts.join("part-00000.parquet"),
+        part(vec![Some("A1"), Some("A2"), Some("A3")]),
+    );
+    write_table(
+        &parts.join("part-00001.parquet"),
+        part(vec![Some("A4"), Some("A1"), Some("A6")]),
+    );
+    fixture.write_config(
+        &CONFIG.replace("partners = \"partners.parquet\"", "partners = \"partners\""),
+    );
+    refused(
+        &fixture,
+        &[
+            "part-00001.parquet",
+            "row 1",
+            "partner_id `A1`",
+            "first seen in",
+            "part-00000.parquet",
+            "row 0",
+        ],
+    );
+}
+
+#[test]
+fn nan_is_refused() {
+    let fixture = with_partners_column(Col::Float(
+        "win_rate",
+        vec![
+            Some(0.1),
+            Some(f64::NAN),
+            None,
+            Some(0.3),
+            Some(0.0),
+            Some(1.0),
+        ],
+    ));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "column `win_rate`",
+            "row 1",
+            "partner_id `A2`",
+            "NaN",
+        ],
+    );
+}
+
+#[test]
+fn infinity_is_refused() {
+    let fixture = with_partners_column(Col::Float(
+        "revenue_12m",
+        vec![
+            Some(1.0),
+            Some(2.0),
+            Some(3.0),
+            Some(4.0),
+            Some(f64::INFINITY),
+            Some(6.0),
+        ],
+    ));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "column `revenue_12m`",
+            "row 4",
+            "partner_id `A5`",
+            "inf",
+        ],
+    );
+}
+
+#[test]
+fn negative_cost_is_refused() {
+    let fixture = Fixture::new();
+    write_table(
+        &fixture.path("assignments.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("A1"), Some("A2")]),
+            Col::Text("scheme_id", vec![Some("holdout"), Some("cert_bonus")]),
+            Col::Float("cost", vec![Some(0.0), Some(-5.0)]),
+        ],
+    );
+    refused(
+        &fixture,
+        &[
+            "assignments.parquet",
+            "column `cost`",
+            "row 1",
+            "partner_id `A2`",
+            "negative cost",
+        ],
+    );
+}
+
+#[test]
+fn assignment_for_an_unknown_partner_is_refused() {
+    let fixture = Fixture::new();
+    write_table(
+        &fixture.path("assignments.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("A1"), Some("Z9")]),
+            Col::Text("scheme_id", vec![Some("holdout"), Some("cert_bonus")]),
+            Col::Float("cost", vec![Some(0.0), Some(5.0)]),
+        ],
+    );
+    refused(
+        &fixture,
+        &[
+            "assignments.parquet",
+            "row 1",
+            "partner_id `Z9`",
+            "unknown partner",
+        ],
+    );
+}
+
+#[test]
+fn two_assignments_for_one_partner_are_refused() {
+    let fixture = Fixture::new();
+    write_table(
+        &fixture.path("assignments.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("A1"), Some("A1")]),
+            Col::Text("scheme_id", vec![Some("holdout"), Some("cert_bonus")]),
+            Col::Float("cost", vec![Some(0.0), Some(5.0)]),
+        ],
+    );
+    refused(
+        &fixture,
+        &[
+            "assignments.parquet",
+            "row 1",
+            "partner_id `A1`",
+            "more than one row",
+        ],
+    );
+}
+
+#[test]
+fn empty_table_is_refused() {
+    let fixture = Fixture::new();
+    fixture.write_partners(vec![
+        Col::Text("partner_id", vec![]),
+        Col::Float("revenue_12m", vec![]),
+        Col::Float("win_rate", vec![]),
+        Col::Text("tier", vec![]),
+    ]);
+    refused(&fixture, &["partners.parquet", "table is empty"]);
+}
+
+#[test]
+fn a_file_that_is_not_parquet_is_refused() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.path("partners.parquet"),
+        "partner_id,revenue_12m\nA1,3\n",
+    )
+    .expect("write");
+    refused(
+        &fixture,
+        &["partners.parquet", "not a readable Parquet file"],
+    );
+}
+
+#[test]
+fn a_truncated_parquet_file_is_refused() {
+    let fixture = Fixture::new();
+    let bytes = std::fs::read(fixture.path("outcomes.parquet")).expect("read");
+    std::fs::write(fixture.path("outcomes.parquet"), &bytes[..bytes.len() / 2]).expect("write");
+    refused(
+        &fixture,
+        &[
+            "outcomes.parquet",
+            "not a readable Parquet file (not Parquet, or truncated)",
+        ],
+    );
+}
+
+#[test]
+fn part_files_with_conflicting_schemas_are_refused() {
+    let fixture = Fixture::new();
+    let parts = fixture.path("partners");
+    write_table(
+        &parts.join("part-00000.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("A1"), Some("A2")]),
+            Col::Float("revenue_12m", vec![Some(1.0), Some(2.0)]),
+            Col::Float("win_rate", vec![Some(0.1), Some(0.2)]),
+            Col::Text("tier", vec![Some("gold"), Some("gold")]),
+        ],
+    );
+    write_table(
+        &parts.join("part-00001.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("A3"), Some("A4")]),
+            Col::Int("revenue_12m", vec![Some(1), Some(2)]),
+            Col::Float("win_rate", vec![Some(0.1), Some(0.2)]),
+            Col::Text("tier", vec![Some("gold"), Some("gold")]),
+        ],
+    );
+    fixture.write_config(
+        &CONFIG.replace("partners = \"partners.parquet\"", "partners = \"partners\""),
+    );
+    refused(
+        &fixture,
+        &[
+            "part-00001.parquet",
+            "column `revenue_12m`",
+            "conflicting schemas",
+            "Int64 here, Float64 in",
+            "part-00000.parquet",
+        ],
+    );
+}
+
+#[test]
+fn a_part_file_folder_is_read_as_one_table() {
+    let fixture = Fixture::new();
+    let parts = fixture.path("partners");
+    for (index, ids) in [["A1", "A2", "A3"], ["A4", "A5", "A6"]].iter().enumerate() {
+        write_table(
+            &parts.join(format!("part-{index:05}.parquet")),
+            vec![
+                Col::Text("partner_id", ids.iter().map(|s| Some(*s)).collect()),
+                Col::Float("revenue_12m", vec![Some(1.0); 3]),
+                Col::Float("win_rate", vec![Some(0.1); 3]),
+                Col::Text("tier", vec![Some("gold"); 3]),
+            ],
+        );
+    }
+    // Files a reader must skip: hidden, temporary and non-Parquet.
+    std::fs::write(parts.join(".part-00002.parquet.tmp"), "junk").expect("write");
+    std::fs::write(parts.join("_SUCCESS"), "").expect("write");
+    fixture.write_config(
+        &CONFIG.replace("partners = \"partners.parquet\"", "partners = \"partners\""),
+    );
+    let (code, stdout, stderr) = fixture.validate();
+    assert_eq!(code, 0, "{stderr}");
+    assert_mentions(&stdout, &["\"partners\":6", "\"partner_files\":2"]);
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let fixture = with_partners_column(Col::Float(
+        "win_rate",
+        vec![Some(f64::NAN), Some(0.2), Some(f64::NAN), None, None, None],
+    ));
+    write_table(
+        &fixture.path("assignments.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("Z1"), Some("A2")]),
+            Col::Text("scheme_id", vec![Some("holdout"), None]),
+            Col::Float("cost", vec![Some(-1.0), Some(5.0)]),
+        ],
+    );
+    let stderr = refused(
+        &fixture,
+        &[
+            "5 problems",
+            "row 0",
+            "row 2",
+            "partner_id `Z1`",
+            "negative cost",
+            "scheme_id is null",
+        ],
+    );
+    assert_eq!(stderr.matches("\n  - ").count(), 5, "{stderr}");
+}
+
+#[test]
+fn only_the_configured_columns_are_checked() {
+    // `unused_count` is not configured: a NaN-free but wrongly typed unused
+    // column must not matter, and it is not decoded.
+    let fixture = with_partners_column(Col::Text("unused_count", vec![Some("x"); 6]));
+    let (code, _, stderr) = fixture.validate();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_partner_id_with_control_characters_is_refused() {
+    let fixture = with_partners_column(Col::Text(
+        "partner_id",
+        vec![
+            Some("A1"),
+            Some("A\u{7}2"),
+            Some("A3"),
+            Some("A4"),
+            Some("A5"),
+            Some("A6"),
+        ],
+    ));
+    refused(
+        &fixture,
+        &["partners.parquet", "row 1", "control characters"],
+    );
+}

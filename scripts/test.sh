@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The test command: sets up everything the tests need, then runs them all.
+#
+#   bash scripts/test.sh
+#
+# On a fresh machine it creates .venv (Python peer checks: scikit-learn,
+# pyarrow), then runs formatting, lints, docs and every test of the workspace.
+# Each phase prints its time. Environment: SEGTUNE_SKIP_LINT=1 skips fmt,
+# clippy and doc (for a quick local loop).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+phase_start=0
+phase() {
+    local now
+    now=$(date +%s)
+    if [ "$phase_start" != 0 ]; then
+        echo "== done in $((now - phase_start)) s"
+    fi
+    phase_start=$now
+    echo "== $1"
+}
+trap 'echo "== failed after $(( $(date +%s) - phase_start )) s in the phase above" >&2' ERR
+total_start=$(date +%s)
+
+phase "python peer environment (.venv)"
+python=${PYTHON:-python3}
+stamp=.venv/.requirements-peer.txt
+if [ ! -x .venv/bin/python ] || ! cmp -s scripts/requirements-peer.txt "$stamp"; then
+    "$python" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-peer.txt
+    cp scripts/requirements-peer.txt "$stamp"
+fi
+export SEGTUNE_PYTHON="$root/.venv/bin/python"
+"$SEGTUNE_PYTHON" -c "import sklearn, pyarrow; print('scikit-learn', sklearn.__version__, '/ pyarrow', pyarrow.__version__)"
+
+if [ "${SEGTUNE_SKIP_LINT:-0}" != 1 ]; then
+    phase "cargo fmt --check"
+    cargo fmt --all -- --check
+
+    phase "cargo clippy"
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+fi
+
+phase "cargo test (workspace)"
+cargo test --workspace --all-targets --locked
+
+if [ "${SEGTUNE_SKIP_LINT:-0}" != 1 ]; then
+    phase "cargo doc"
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked --quiet
+fi
+
+phase "end"
+echo "== all phases passed in $(( $(date +%s) - total_start )) s"
