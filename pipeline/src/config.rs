@@ -22,6 +22,16 @@ pub const DEFAULT_SEED: u64 = 0;
 pub const DEFAULT_MARGIN_RATE: f64 = 0.30;
 /// Default column whose total gives `share_revenue`.
 pub const DEFAULT_REVENUE_COLUMN: &str = "revenue_12m";
+/// Default number of k-means segments.
+pub const DEFAULT_K: usize = 6;
+/// Default fewest partners per arm for a lift estimate.
+pub const DEFAULT_MIN_N_PER_ARM: usize = 30;
+/// Default false discovery rate for `significant`.
+pub const DEFAULT_FDR: f64 = 0.10;
+/// Default lowest weight of a scheme.
+pub const DEFAULT_FLOOR: f64 = 0.05;
+/// Default holdout share.
+pub const DEFAULT_HOLDOUT_SHARE: f64 = 0.10;
 
 /// The file as written. Every field is optional here; required ones are
 /// checked in [`RunSettings::resolve`] so that all problems are reported at once.
@@ -42,6 +52,52 @@ pub struct RawConfig {
     pub features: Option<RawFeatures>,
     /// Outcomes to evaluate.
     pub outcome: Option<Vec<RawOutcome>>,
+    /// k-means.
+    pub segments: Option<RawSegments>,
+    /// Lift estimation.
+    pub evaluation: Option<RawEvaluation>,
+    /// Weights and the next draw.
+    pub tuning: Option<RawTuning>,
+}
+
+/// `[segments]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSegments {
+    /// Number of k-means segments (default 6).
+    pub k: Option<usize>,
+    /// k-means++ restarts (default 3).
+    pub restarts: Option<usize>,
+    /// Iteration cap per restart (default 300).
+    pub max_iterations: Option<u64>,
+    /// Tolerance on centroid movement (default 1e-4).
+    pub tolerance: Option<f64>,
+}
+
+/// `[evaluation]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEvaluation {
+    /// Fewest partners per arm for an estimate (default 30).
+    pub min_n_per_arm: Option<usize>,
+    /// q-value at or below which a cell is significant (default 0.10).
+    pub fdr: Option<f64>,
+    /// The outcome that drives tuning (default: the first `[[outcome]]`).
+    pub tune_outcome: Option<String>,
+}
+
+/// `[tuning]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTuning {
+    /// Scheme ids (default: those in the assignments, holdout excluded).
+    pub schemes: Option<Vec<String>>,
+    /// Lowest weight of any scheme (default 0.05).
+    pub floor: Option<f64>,
+    /// Share of each segment held out next period (default 0.10).
+    pub holdout_share: Option<f64>,
+    /// Weights without evidence, by scheme id (default: equal).
+    pub initial_weights: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// `[inputs]`.
@@ -68,6 +124,8 @@ pub struct RawFeatures {
     pub categorical: Option<Vec<String>>,
     /// Revenue column for `share_revenue` (default `revenue_12m`).
     pub revenue: Option<String>,
+    /// Numeric columns transformed with `log1p` before scaling (default: none).
+    pub log1p: Option<Vec<String>>,
 }
 
 /// One `[[outcome]]`.
@@ -119,6 +177,45 @@ pub struct FeatureSettings {
     pub categorical: Vec<String>,
     /// Revenue column.
     pub revenue: String,
+    /// Columns transformed with `log1p`.
+    pub log1p: Vec<String>,
+}
+
+/// Resolved k-means settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentSettings {
+    /// Number of segments.
+    pub k: usize,
+    /// Restarts.
+    pub restarts: usize,
+    /// Iteration cap.
+    pub max_iterations: u64,
+    /// Tolerance.
+    pub tolerance: f64,
+}
+
+/// Resolved lift settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationSettings {
+    /// Fewest partners per arm.
+    pub min_n_per_arm: usize,
+    /// Significance threshold on q-values.
+    pub fdr: f64,
+    /// The outcome that drives tuning (`None` when no outcome is configured).
+    pub tune_outcome: Option<String>,
+}
+
+/// Resolved tuning settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuningSettings {
+    /// Configured scheme ids (`None`: take them from the assignments).
+    pub schemes: Option<Vec<String>>,
+    /// Floor per scheme.
+    pub floor: f64,
+    /// Holdout share next period.
+    pub holdout_share: f64,
+    /// Initial weights by scheme id (empty: equal).
+    pub initial_weights: std::collections::BTreeMap<String, f64>,
 }
 
 /// One resolved outcome.
@@ -152,6 +249,12 @@ pub struct RunSettings {
     pub features: FeatureSettings,
     /// Outcomes.
     pub outcomes: Vec<OutcomeSettings>,
+    /// k-means.
+    pub segments: SegmentSettings,
+    /// Lift.
+    pub evaluation: EvaluationSettings,
+    /// Tuning.
+    pub tuning: TuningSettings,
 }
 
 /// One problem in a configuration file.
@@ -401,6 +504,128 @@ impl RunSettings {
         let revenue = features
             .revenue
             .unwrap_or_else(|| DEFAULT_REVENUE_COLUMN.to_string());
+        let log1p = features.log1p.unwrap_or_default();
+        check_names("features.log1p", &log1p, &mut problem);
+        if let Some(numeric) = &features.numeric {
+            for name in log1p.iter().filter(|n| !numeric.contains(n)) {
+                problem(
+                    "features.log1p",
+                    format!("`{name}` is not in features.numeric"),
+                );
+            }
+        }
+
+        let segments = raw.segments.unwrap_or_default();
+        let segment_settings = SegmentSettings {
+            k: segments.k.unwrap_or(DEFAULT_K),
+            restarts: segments
+                .restarts
+                .unwrap_or(segtune_models::segmentation::DEFAULT_N_RUNS),
+            max_iterations: segments
+                .max_iterations
+                .unwrap_or(segtune_models::segmentation::DEFAULT_MAX_N_ITERATIONS),
+            tolerance: segments
+                .tolerance
+                .unwrap_or(segtune_models::segmentation::DEFAULT_TOLERANCE),
+        };
+        if !(1..=50).contains(&segment_settings.k) {
+            problem(
+                "segments.k",
+                format!("must be 1 to 50, got {}", segment_settings.k),
+            );
+        }
+        if segment_settings.restarts == 0 {
+            problem("segments.restarts", "must be at least 1".into());
+        }
+        if segment_settings.max_iterations == 0 {
+            problem("segments.max-iterations", "must be at least 1".into());
+        }
+        if !segment_settings.tolerance.is_finite() || segment_settings.tolerance < 0.0 {
+            problem(
+                "segments.tolerance",
+                format!(
+                    "must be a finite number >= 0, got {}",
+                    segment_settings.tolerance
+                ),
+            );
+        }
+
+        let evaluation = raw.evaluation.unwrap_or_default();
+        let fdr = evaluation.fdr.unwrap_or(DEFAULT_FDR);
+        if !(fdr > 0.0 && fdr < 1.0) {
+            problem("evaluation.fdr", format!("must be in (0, 1), got {fdr}"));
+        }
+        let min_n_per_arm = evaluation.min_n_per_arm.unwrap_or(DEFAULT_MIN_N_PER_ARM);
+        if min_n_per_arm < 2 {
+            problem(
+                "evaluation.min-n-per-arm",
+                format!("must be at least 2 (a variance needs two values), got {min_n_per_arm}"),
+            );
+        }
+
+        let tuning = raw.tuning.unwrap_or_default();
+        let floor = tuning.floor.unwrap_or(DEFAULT_FLOOR);
+        if !(0.0..1.0).contains(&floor) {
+            problem("tuning.floor", format!("must be in [0, 1), got {floor}"));
+        }
+        let holdout_share = tuning.holdout_share.unwrap_or(DEFAULT_HOLDOUT_SHARE);
+        if !(0.0..1.0).contains(&holdout_share) {
+            problem(
+                "tuning.holdout-share",
+                format!("must be in [0, 1), got {holdout_share}"),
+            );
+        }
+        if let Some(schemes) = &tuning.schemes {
+            if schemes.is_empty() {
+                problem(
+                    "tuning.schemes",
+                    "is empty: leave it out to take the schemes from the assignments".into(),
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for scheme in schemes {
+                if let Err(error) = segtune_data::SchemeId::try_new(scheme.as_str()) {
+                    problem("tuning.schemes", error.to_string());
+                } else if scheme == segtune_data::HOLDOUT {
+                    problem(
+                        "tuning.schemes",
+                        "`holdout` is not a scheme (the holdout share is `tuning.holdout-share`)"
+                            .into(),
+                    );
+                } else if !seen.insert(scheme) {
+                    problem("tuning.schemes", format!("lists `{scheme}` twice"));
+                }
+            }
+            if floor * schemes.len() as f64 > 1.0 {
+                problem(
+                    "tuning.floor",
+                    format!(
+                        "a floor of {floor} for each of {} schemes exceeds 1",
+                        schemes.len()
+                    ),
+                );
+            }
+        }
+        let initial_weights = tuning.initial_weights.unwrap_or_default();
+        for (scheme, weight) in &initial_weights {
+            if !weight.is_finite() || *weight < 0.0 {
+                problem(
+                    "tuning.initial-weights",
+                    format!("`{scheme}` has weight {weight}; weights must be >= 0"),
+                );
+            }
+            if let Some(schemes) = &tuning.schemes {
+                if !schemes.contains(scheme) {
+                    problem(
+                        "tuning.initial-weights",
+                        format!("`{scheme}` is not in tuning.schemes"),
+                    );
+                }
+            }
+        }
+        if !initial_weights.is_empty() && initial_weights.values().sum::<f64>() <= 0.0 {
+            problem("tuning.initial-weights", "the weights sum to 0".into());
+        }
 
         let mut outcomes_settings = Vec::new();
         for (index, outcome) in raw.outcome.unwrap_or_default().into_iter().enumerate() {
@@ -434,6 +659,24 @@ impl RunSettings {
                 "outcomes are configured but `inputs.outcomes` is not".into(),
             );
         }
+        if outcomes.is_some() && outcomes_settings.is_empty() {
+            problem(
+                "outcome",
+                "`inputs.outcomes` is set but no [[outcome]] names a column to evaluate".into(),
+            );
+        }
+        let tune_outcome = evaluation
+            .tune_outcome
+            .clone()
+            .or_else(|| outcomes_settings.first().map(|o| o.name.clone()));
+        if let Some(name) = &evaluation.tune_outcome {
+            if !outcomes_settings.iter().any(|o| &o.name == name) {
+                problem(
+                    "evaluation.tune-outcome",
+                    format!("`{name}` is not a configured [[outcome]]"),
+                );
+            }
+        }
 
         let Some(partners) = partners else {
             return (None, problems);
@@ -454,8 +697,21 @@ impl RunSettings {
                 numeric: features.numeric,
                 categorical,
                 revenue,
+                log1p,
             },
             outcomes: outcomes_settings,
+            segments: segment_settings,
+            evaluation: EvaluationSettings {
+                min_n_per_arm,
+                fdr,
+                tune_outcome,
+            },
+            tuning: TuningSettings {
+                schemes: tuning.schemes,
+                floor,
+                holdout_share,
+                initial_weights,
+            },
         };
         (Some(settings), problems)
     }

@@ -81,6 +81,15 @@ struct GenerateArgs {
     /// Partners per part file; more partners than this give part-file folders.
     #[arg(long, default_value_t = generator::DEFAULT_PART_ROWS)]
     part_rows: usize,
+    /// An assignments file (partner_id, scheme_id) that replaces the
+    /// generator's own draw in `--period`: outcomes and truth of that period
+    /// are computed for it (a closed loop feeds segtune's
+    /// assignments_next.parquet back here).
+    #[arg(long, requires = "period")]
+    assignments: Option<PathBuf>,
+    /// The period whose draw `--assignments` replaces.
+    #[arg(long, requires = "assignments")]
+    period: Option<String>,
     /// Replace an existing output folder.
     #[arg(long)]
     force: bool,
@@ -157,6 +166,10 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         .with_holdout_share(args.holdout_share)
         .with_part_rows(args.part_rows)
         .check()?;
+    let mut world = generator::World::new(params.clone());
+    if let (Some(path), Some(period)) = (&args.assignments, &args.period) {
+        world = world.with_override(generator::AssignmentOverride::read(path, &params, period)?);
+    }
     let staged = StagedDir::create(&args.out, args.force)?;
     let started = std::time::Instant::now();
     tracing::info!(
@@ -165,7 +178,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         seed = params.seed,
         "generating"
     );
-    let summary = generator::generate(&params, staged.path()).context("generation failed")?;
+    let summary = generator::generate_world(&world, staged.path()).context("generation failed")?;
     let out = staged.commit()?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "generated");
     println!(

@@ -218,16 +218,120 @@ pub struct GenerateSummary {
     pub config: PathBuf,
 }
 
+/// An assignment file that replaces the generator's own draw in one period:
+/// outcomes and truth of that period are then computed for it (closed loop).
+#[derive(Debug, Clone, Default)]
+pub struct AssignmentOverride {
+    /// Period index (into the generated periods).
+    pub period: usize,
+    /// Scheme per partner id: `None` for holdout, else an index into [`SCHEMES`].
+    pub schemes: std::collections::HashMap<String, Option<usize>>,
+}
+
+impl AssignmentOverride {
+    /// Reads `partner_id` and `scheme_id` from a Parquet assignments file.
+    pub fn read(path: &Path, params: &GeneratorValidParams, period: &str) -> Result<Self> {
+        use arrow_array::cast::AsArray;
+        let period_index = params
+            .periods
+            .iter()
+            .position(|p| p == period)
+            .ok_or_else(|| {
+                DataError::InvalidParams(format!(
+                    "period `{period}` is not one of the generated periods {:?}",
+                    params.periods
+                ))
+            })?;
+        let file = fs_err::File::open(path).map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let parquet_error = |source| DataError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            file.into_parts().0,
+        )
+        .map_err(parquet_error)?
+        .build()
+        .map_err(parquet_error)?;
+        let mut schemes = std::collections::HashMap::new();
+        for batch in reader {
+            let batch = batch
+                .map_err(|e| DataError::InvalidParams(format!("`{}`: {e}", path.display())))?;
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(arrow_cast_utf8)
+                    .ok_or_else(|| {
+                        DataError::InvalidParams(format!(
+                            "`{}`: column `{name}` is missing or not text",
+                            path.display()
+                        ))
+                    })
+            };
+            let (ids, scheme_ids) = (
+                column(crate::schema::PARTNER_ID)?,
+                column(crate::schema::SCHEME_ID)?,
+            );
+            for (id, scheme) in ids
+                .as_string::<i32>()
+                .iter()
+                .zip(scheme_ids.as_string::<i32>().iter())
+            {
+                let (Some(id), Some(scheme)) = (id, scheme) else {
+                    continue;
+                };
+                let index = if scheme == crate::HOLDOUT {
+                    None
+                } else {
+                    Some(SCHEMES.iter().position(|s| s.id == scheme).ok_or_else(|| {
+                        DataError::InvalidParams(format!(
+                            "`{}`: scheme `{scheme}` is not one of the generator's schemes",
+                            path.display()
+                        ))
+                    })?)
+                };
+                schemes.insert(id.to_string(), index);
+            }
+        }
+        Ok(Self {
+            period: period_index,
+            schemes,
+        })
+    }
+}
+
+fn arrow_cast_utf8(array: &arrow_array::ArrayRef) -> Option<arrow_array::ArrayRef> {
+    matches!(array.data_type(), arrow_schema::DataType::Utf8).then(|| array.clone())
+}
+
 /// The world of one parameter set: simulates slots on demand.
 #[derive(Debug, Clone)]
 pub struct World {
     params: GeneratorValidParams,
+    overrides: Option<AssignmentOverride>,
 }
 
 impl World {
     /// A world for checked parameters.
     pub fn new(params: GeneratorValidParams) -> Self {
-        Self { params }
+        Self {
+            params,
+            overrides: None,
+        }
+    }
+
+    /// The same world with one period's draw replaced.
+    pub fn with_override(mut self, overrides: AssignmentOverride) -> Self {
+        self.overrides = Some(overrides);
+        self
+    }
+
+    /// The replaced draw of `period`, if any.
+    pub(crate) fn override_for(&self, period: usize) -> Option<&AssignmentOverride> {
+        self.overrides.as_ref().filter(|o| o.period == period)
     }
 
     /// The parameters.
@@ -252,7 +356,12 @@ impl World {
 
 /// Generates every period into `out_dir` (which must exist and be empty).
 pub fn generate(params: &GeneratorValidParams, out_dir: &Path) -> Result<GenerateSummary> {
-    let world = World::new(params.clone());
+    generate_world(&World::new(params.clone()), out_dir)
+}
+
+/// Generates a world (possibly with a replaced draw) into `out_dir`.
+pub fn generate_world(world: &World, out_dir: &Path) -> Result<GenerateSummary> {
+    let params = world.params();
     let n_slots = total_slots(params.n_partners, params.n_periods);
     let n_parts = n_slots.div_ceil(params.part_rows);
     let layout = write::Layout::new(out_dir, &params.periods, n_parts);
@@ -262,7 +371,7 @@ pub fn generate(params: &GeneratorValidParams, out_dir: &Path) -> Result<Generat
         .map(|part| {
             let start = part * params.part_rows;
             let end = (start + params.part_rows).min(n_slots);
-            write::write_chunk(&world, &layout, part, world.slots(start..end))
+            write::write_chunk(world, &layout, part, world.slots(start..end))
         })
         .collect::<Result<Vec<_>>>()?;
     let truth = chunk_truths.into_iter().fold(

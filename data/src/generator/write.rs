@@ -240,6 +240,24 @@ fn period_chunk(world: &World, slots: &[SlotHistory], period: usize) -> PeriodCh
             );
         }
     }
+    if let Some(overrides) = world.override_for(period) {
+        // A replaced draw: partners absent from it were not drawn.
+        let draws: Vec<Option<Option<usize>>> = snapshots
+            .iter()
+            .map(|s| overrides.schemes.get(&s.partner_id).copied())
+            .collect();
+        let realised = snapshots
+            .iter()
+            .zip(&draws)
+            .map(|(s, draw)| s.realise(params.seed, draw.flatten()))
+            .collect();
+        return PeriodChunk {
+            snapshots,
+            previous,
+            draws,
+            realised,
+        };
+    }
     let draws: Vec<Option<Option<usize>>> = snapshots
         .iter()
         .map(|s| s.in_draw.then(|| s.draw(params.seed, params.holdout_share)))

@@ -115,3 +115,134 @@ fn invalid_parameters_are_refused() {
         .is_err());
     assert!(GeneratorParams::new().with_part_rows(0).check().is_err());
 }
+
+fn read_column_f64(path: &std::path::Path, name: &str) -> Vec<Option<f64>> {
+    use arrow_array::cast::AsArray;
+    let file = std::fs::File::open(path).expect("exists");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        out.extend(
+            batch
+                .column_by_name(name)
+                .expect("column")
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .iter(),
+        );
+    }
+    out
+}
+
+fn read_column_str(path: &std::path::Path, name: &str) -> Vec<String> {
+    use arrow_array::cast::AsArray;
+    let file = std::fs::File::open(path).expect("exists");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        out.extend(
+            batch
+                .column_by_name(name)
+                .expect("column")
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string()),
+        );
+    }
+    out
+}
+
+#[test]
+fn outcomes_follow_any_given_assignment_file_with_common_random_numbers() {
+    use segtune_data::generator::{generate_world, AssignmentOverride, World};
+    let params = GeneratorParams::new()
+        .with_partners(2_000)
+        .with_periods(2)
+        .with_seed(4)
+        .check()
+        .expect("valid");
+    let plain = tempfile::tempdir().expect("tempdir");
+    generate(&params, plain.path()).expect("generates");
+    // Everyone in the second period's draw is held out instead.
+    let ids = read_column_str(
+        &plain.path().join("periods/2026-Q1/assignments.parquet"),
+        "partner_id",
+    );
+    let schemes = read_column_str(
+        &plain.path().join("periods/2026-Q1/assignments.parquet"),
+        "scheme_id",
+    );
+    let override_draw = AssignmentOverride {
+        period: 1,
+        schemes: ids.iter().map(|id| (id.clone(), None)).collect(),
+    };
+    let replaced = tempfile::tempdir().expect("tempdir");
+    generate_world(
+        &World::new(params.clone()).with_override(override_draw),
+        replaced.path(),
+    )
+    .expect("generates");
+
+    // Features and the other period do not change.
+    for file in [
+        "periods/2026-Q1/partners.parquet",
+        "periods/2025-Q4/outcomes.parquet",
+        "periods/2025-Q4/assignments.parquet",
+    ] {
+        assert_eq!(
+            std::fs::read(plain.path().join(file)).expect("a"),
+            std::fs::read(replaced.path().join(file)).expect("b"),
+            "{file}"
+        );
+    }
+    // No effect for anyone now, and every scheme is holdout.
+    let effects = read_column_f64(
+        &replaced.path().join("truth/2026-Q1/effects.parquet"),
+        "effect_revenue",
+    );
+    assert_eq!(effects.len(), ids.len());
+    assert!(effects.iter().all(|e| *e == Some(0.0)));
+    assert!(read_column_str(
+        &replaced.path().join("periods/2026-Q1/assignments.parquet"),
+        "scheme_id"
+    )
+    .iter()
+    .all(|s| s == "holdout"));
+    // Partners who were holdout in both draws have the same revenue (common random numbers);
+    // partners who lost a positive-effect scheme have different revenue.
+    let outcome_ids = read_column_str(
+        &plain.path().join("periods/2026-Q1/outcomes.parquet"),
+        "partner_id",
+    );
+    let before = read_column_f64(
+        &plain.path().join("periods/2026-Q1/outcomes.parquet"),
+        "revenue",
+    );
+    let after = read_column_f64(
+        &replaced.path().join("periods/2026-Q1/outcomes.parquet"),
+        "revenue",
+    );
+    let scheme_of: std::collections::HashMap<&String, &String> = ids.iter().zip(&schemes).collect();
+    let mut same = 0;
+    let mut changed = 0;
+    for ((id, b), a) in outcome_ids.iter().zip(&before).zip(&after) {
+        match scheme_of.get(id).map(|s| s.as_str()) {
+            Some("holdout") | None => {
+                assert_eq!(a, b, "{id}");
+                same += 1;
+            }
+            Some(_) => changed += usize::from(a != b),
+        }
+    }
+    assert!(
+        same > 100 && changed > 1_000,
+        "same {same}, changed {changed}"
+    );
+}
