@@ -139,5 +139,100 @@ pub fn documented() -> Vec<(&'static str, Arc<Schema>)> {
         ("truth archetypes", truth_archetypes()),
         ("truth effects", truth_effects()),
         ("truth lift", truth_lift()),
+        ("segments", segments()),
+        ("segment_profiles", segment_profiles(&[])),
+        ("lift", lift()),
+        ("weights", weights()),
+        ("assignments_next", assignments_next()),
     ]
+}
+
+/// Schema of `segments.parquet`.
+pub fn segments() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER_ID, DataType::Utf8, false),
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new("segment_name", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("distance", DataType::Float64, true),
+        Field::new("second_segment_id", DataType::UInt32, true),
+        Field::new("margin", DataType::Float64, true),
+        Field::new("previous_segment_id", DataType::UInt32, true),
+    ]))
+}
+
+/// The fixed columns of `segment_profiles.parquet`; `mean_<feature>` and
+/// `median_<feature>` (Float64, nullable) follow for every numeric feature.
+pub fn segment_profiles(features: &[String]) -> Arc<Schema> {
+    let mut fields = vec![
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new("segment_name", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("n_partners", DataType::UInt64, false),
+        Field::new("share_partners", DataType::Float64, false),
+        Field::new("share_revenue", DataType::Float64, true),
+    ];
+    for feature in features {
+        fields.push(Field::new(
+            format!("mean_{feature}"),
+            DataType::Float64,
+            true,
+        ));
+        fields.push(Field::new(
+            format!("median_{feature}"),
+            DataType::Float64,
+            true,
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of `lift.parquet`.
+pub fn lift() -> Arc<Schema> {
+    let float = |name: &str| Field::new(name, DataType::Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new("n_treated", DataType::UInt64, false),
+        Field::new("n_holdout", DataType::UInt64, false),
+        float("lift"),
+        float("lift_rel"),
+        float("se"),
+        float("ci_low"),
+        float("ci_high"),
+        float("p_value"),
+        float("q_value"),
+        Field::new("significant", DataType::Boolean, true),
+        float("mde"),
+        float("incremental_outcome"),
+        Field::new(COST, DataType::Float64, false),
+        float("net"),
+        float("roi"),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("n_treated_missing_outcome", DataType::UInt64, false),
+    ]))
+}
+
+/// Schema of `weights.parquet` (and the rows of `weights.json`).
+pub fn weights() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("target_period", DataType::Utf8, false),
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new("segment_name", DataType::Utf8, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new("weight", DataType::Float64, false),
+        Field::new("previous_weight", DataType::Float64, true),
+        Field::new("holdout_share", DataType::Float64, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+/// Schema of `assignments_next.parquet`.
+pub fn assignments_next() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER_ID, DataType::Utf8, false),
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+    ]))
 }

@@ -11,6 +11,17 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod draw;
+pub mod evaluate;
 pub mod exit;
+pub mod features;
 pub mod ingest;
+pub mod manifest;
 pub mod output;
+pub mod outputs;
+pub mod previous;
+pub mod report;
+pub mod run;
+pub mod segment;
+pub mod summary;
+pub mod tune;

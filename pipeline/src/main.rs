@@ -48,6 +48,18 @@ enum Command {
     /// cost) under `truth/`, and a ready run configuration `segtune.toml` for
     /// the last period. Large tables are written as folders of part files.
     Generate(GenerateArgs),
+    /// Generate synthetic data and run the whole pipeline on it, in one go.
+    ///
+    /// Writes the generated data to `DIR/data` and the run folder to
+    /// `DIR/run`, then prints a short summary: segments with sizes and names,
+    /// the top lift per segment, the weights, and where the outputs are.
+    Demo(DemoArgs),
+    /// Run the pipeline: segments, lift, weights, the next draw, manifest and report.
+    ///
+    /// Writes one run folder (default `runs/<period>` beside the
+    /// configuration) that appears complete or not at all, and prints one JSON
+    /// line with the run folder, run_id, periods and counts on stdout.
+    Run(RunArgs),
     /// Check a configuration and its input data; writes nothing.
     ///
     /// Reports every problem found: configuration problems (exit 2) and data
@@ -93,6 +105,40 @@ struct GenerateArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Output folder.
+    #[arg(long, env = "SEGTUNE_OUT", default_value = "segtune-demo")]
+    out: PathBuf,
+    /// Partners in the generated program.
+    #[arg(long, default_value_t = generator::DEFAULT_PARTNERS)]
+    partners: usize,
+    /// Seed of the generator and the run.
+    #[arg(long, default_value_t = generator::DEFAULT_SEED)]
+    seed: u64,
+    /// Replace an existing folder that is not an earlier demo.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The run configuration (TOML).
+    #[arg(long, env = "SEGTUNE_CONFIG")]
+    config: PathBuf,
+    /// The run folder (default: `runs/<period>` beside the configuration).
+    #[arg(long, env = "SEGTUNE_OUT")]
+    out: Option<PathBuf>,
+    /// Replace an existing run folder.
+    #[arg(long)]
+    force: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    inputs: InputOverrides,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +239,60 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn show_progress(cli: &Cli, no_progress: bool) -> bool {
+    !no_progress && !cli.quiet && cli.verbose == 0 && std::io::stderr().is_terminal()
+}
+
+fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
+    let settings = RunSettings::load(&args.config, &args.inputs.to_overrides())?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| segtune::run::default_run_dir(&settings));
+    let options = segtune::run::RunOptions {
+        out,
+        force: args.force,
+        progress: show_progress(cli, args.no_progress),
+    };
+    let summary = segtune::run::run(&settings, &options)?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+/// Marks a folder as written by `segtune demo`, so a later demo may replace it.
+const DEMO_MARKER: &str = ".segtune-demo";
+
+fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
+    let earlier_demo = args.out.join(DEMO_MARKER).exists();
+    let staged = StagedDir::create(&args.out, args.force || earlier_demo)?;
+    let params = GeneratorParams::new()
+        .with_partners(args.partners)
+        .with_seed(args.seed)
+        .check()?;
+    let started = std::time::Instant::now();
+    let data = staged.path().join("data");
+    fs_err::create_dir(&data)?;
+    generator::generate(&params, &data).context("generation failed")?;
+    let settings = RunSettings::load(&data.join("segtune.toml"), &Overrides::default())?;
+    let options = segtune::run::RunOptions {
+        out: staged.path().join("run"),
+        force: false,
+        progress: show_progress(cli, false),
+    };
+    let summary = segtune::run::run(&settings, &options)?;
+    fs_err::write(
+        staged.path().join(DEMO_MARKER),
+        "written by segtune demo; a later demo replaces this folder\n",
+    )?;
+    let out = staged.commit()?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        segtune::summary::for_people(&summary, &out.join("run"), &params, seconds).trim_end()
+    );
+    Ok(())
+}
+
 fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
     let source = fs_err::read_to_string(&args.config).map_err(|source| ConfigError::Read {
         path: args.config.clone(),
@@ -244,6 +344,8 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let result = match &cli.command {
         Command::Generate(args) => generate(args),
+        Command::Demo(args) => demo(&cli, args),
+        Command::Run(args) => run(&cli, args),
         Command::Validate(args) => validate(args),
     };
     match result {

@@ -290,6 +290,19 @@ pub const TRUE_LIFT_SD: [[f64; 5]; 6] = [
     [0.010, 0.000, -0.015, 0.020, 0.000],
 ];
 
+/// The skewed feature columns: the default transform takes their `log1p`
+/// (the frozen-defaults check and the generated configuration use this list).
+pub const LOG1P_FEATURES: [&str; 8] = [
+    "revenue_12m",
+    "deal_registrations_12m",
+    "certifications",
+    "training_hours_12m",
+    "portal_logins_90d",
+    "tenure_months",
+    "active_customers",
+    "days_since_last_deal",
+];
+
 /// Share of treated partners who take the scheme up at all (the rest cost 0).
 pub const UPTAKE: f64 = 0.85;
 

@@ -642,6 +642,11 @@ outcomes = "{outcomes}"
 numeric = [{features}]
 categorical = ["partner_type", "region", "tier"]
 revenue = "revenue_12m"
+# Heavy-tailed money and counts are log-transformed before scaling.
+log1p = [{log1p}]
+
+[segments]
+k = 6
 
 [[outcome]]
 name = "revenue"
@@ -654,6 +659,11 @@ covariate = "revenue_pre"
         assignments = layout.relative(last, "assignments"),
         outcomes = layout.relative(last, "outcomes"),
         features = features.join(", "),
+        log1p = crate::generator::model::LOG1P_FEATURES
+            .iter()
+            .map(|name| format!("\"{name}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let path = layout.root.join("segtune.toml");
     fs_err::write(&path, config).map_err(|source| DataError::Io {

@@ -6,3 +6,4 @@ mod common;
 mod config_cli;
 mod generate_cli;
 mod ingest_refusals;
+mod run_e2e;

@@ -1,0 +1,167 @@
+//! The previous run: what this run needs from the last period's run folder.
+//!
+//! Its segments give the evaluated period's strata (when the assignments do
+//! not carry them) and keep segment ids stable; its weights are the
+//! `previous_weight` of each new weight; its manifest says which segment ids
+//! were ever used, so a retired id is never handed out again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt32Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::ingest::{IngestError, Problem};
+
+/// What a previous run left behind.
+#[derive(Debug, Clone, Default)]
+pub struct PreviousRun {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its run id.
+    pub run_id: Option<String>,
+    /// Segment per partner.
+    pub segment_of: HashMap<String, u32>,
+    /// Segment names by id.
+    pub segment_names: BTreeMap<u32, String>,
+    /// Weights by (segment id, scheme id).
+    pub weights: HashMap<(u32, String), f64>,
+    /// Highest segment id ever used up to that run.
+    pub max_segment_id: u32,
+}
+
+fn problem(file: &Path, column: Option<&str>, message: String) -> Problem {
+    Problem {
+        file: file.to_path_buf(),
+        column: column.map(str::to_string),
+        row: None,
+        partner_id: None,
+        message,
+    }
+}
+
+fn batches(path: &Path) -> Result<Vec<arrow_array::RecordBatch>, Problem> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| problem(path, None, format!("cannot be read: {e}")))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| problem(path, None, format!("is not a readable Parquet file: {e}")))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| problem(path, None, format!("cannot be decoded: {e}")))
+}
+
+/// Reads a previous run folder.
+pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
+    let mut out = PreviousRun {
+        dir: dir.to_path_buf(),
+        ..PreviousRun::default()
+    };
+    let mut problems = Vec::new();
+    let segments_path = dir.join("segments.parquet");
+    match batches(&segments_path) {
+        Err(p) => problems.push(p),
+        Ok(batches) => {
+            for batch in batches {
+                let (Some(ids), Some(segments), Some(names)) = (
+                    batch.column_by_name("partner_id"),
+                    batch.column_by_name("segment_id"),
+                    batch.column_by_name("segment_name"),
+                ) else {
+                    problems.push(problem(
+                        &segments_path,
+                        None,
+                        "lacks partner_id, segment_id or segment_name".into(),
+                    ));
+                    break;
+                };
+                let (Some(ids), Some(segments), Some(names)) = (
+                    ids.as_string_opt::<i32>(),
+                    segments.as_primitive_opt::<UInt32Type>(),
+                    names.as_string_opt::<i32>(),
+                ) else {
+                    problems.push(problem(
+                        &segments_path,
+                        None,
+                        "has unexpected column types".into(),
+                    ));
+                    break;
+                };
+                for ((id, segment), name) in ids.iter().zip(segments.iter()).zip(names.iter()) {
+                    if let (Some(id), Some(segment)) = (id, segment) {
+                        out.segment_of.insert(id.to_string(), segment);
+                        out.max_segment_id = out.max_segment_id.max(segment);
+                        if let Some(name) = name {
+                            out.segment_names
+                                .entry(segment)
+                                .or_insert_with(|| name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let weights_path = dir.join("weights.parquet");
+    match batches(&weights_path) {
+        Err(p) => problems.push(p),
+        Ok(batches) => {
+            for batch in batches {
+                let columns = (
+                    batch
+                        .column_by_name("segment_id")
+                        .and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned()),
+                    batch
+                        .column_by_name("scheme_id")
+                        .and_then(|c| c.as_string_opt::<i32>().cloned()),
+                    batch
+                        .column_by_name("weight")
+                        .and_then(|c| c.as_primitive_opt::<Float64Type>().cloned()),
+                );
+                let (Some(segments), Some(schemes), Some(weights)) = columns else {
+                    problems.push(problem(
+                        &weights_path,
+                        None,
+                        "lacks segment_id, scheme_id or weight".into(),
+                    ));
+                    break;
+                };
+                for ((segment, scheme), weight) in
+                    segments.iter().zip(schemes.iter()).zip(weights.iter())
+                {
+                    if let (Some(segment), Some(scheme), Some(weight)) = (segment, scheme, weight) {
+                        out.weights.insert((segment, scheme.to_string()), weight);
+                    }
+                }
+            }
+        }
+    }
+    let manifest_path = dir.join("manifest.json");
+    match std::fs::read_to_string(&manifest_path)
+        .map(|text| serde_json::from_str::<serde_json::Value>(&text))
+    {
+        Ok(Ok(manifest)) => {
+            out.run_id = manifest["run_id"].as_str().map(str::to_string);
+            if let Some(high) = manifest["segment_id_high_water"].as_u64() {
+                out.max_segment_id = out
+                    .max_segment_id
+                    .max(u32::try_from(high).unwrap_or(u32::MAX));
+            }
+        }
+        Ok(Err(error)) => problems.push(problem(
+            &manifest_path,
+            None,
+            format!("is not valid JSON: {error}"),
+        )),
+        Err(error) => problems.push(problem(
+            &manifest_path,
+            None,
+            format!("cannot be read: {error}"),
+        )),
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(IngestError { problems })
+    }
+}

@@ -1,0 +1,237 @@
+//! The pipeline runner: chains the stages through their hand-off types and
+//! writes the run folder, which appears complete or not at all.
+//!
+//! ingest -> features -> segment -> evaluate -> tune -> draw -> outputs.
+//! Stages never call each other; only this runner knows the order. Each
+//! stage's time goes into the manifest (the only part of the outputs that
+//! differs between two runs of the same inputs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::RunSettings;
+use crate::evaluate::{evaluate, Evaluation, LiftRow};
+use crate::ingest::ingest;
+use crate::output::StagedDir;
+use crate::segment::{profiles, segment, SegmentInfo};
+use crate::tune::{tune, WeightRow};
+use crate::{draw, features, manifest, outputs, previous, report};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run folder to write.
+    pub out: PathBuf,
+    /// Replace an existing run folder.
+    pub force: bool,
+    /// Show progress bars (a terminal, not quiet).
+    pub progress: bool,
+}
+
+/// What a run did, for the command line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Run id.
+    pub run_id: String,
+    /// Evaluated period.
+    pub evaluated_period: String,
+    /// Target period.
+    pub target_period: String,
+    /// Partners.
+    pub partners: usize,
+    /// Segments.
+    pub segments: usize,
+    /// Lift rows.
+    pub lift_rows: usize,
+    /// Weight rows.
+    pub weights: usize,
+    #[serde(skip)]
+    /// Segments, for people.
+    pub segment_list: Vec<SegmentInfo>,
+    #[serde(skip)]
+    /// Lift rows, for people.
+    pub lift: Vec<LiftRow>,
+    #[serde(skip)]
+    /// Weights, for people.
+    pub weight_rows: Vec<WeightRow>,
+}
+
+/// Times stages and shows progress.
+struct Stages {
+    timings: BTreeMap<String, f64>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Stages {
+    fn new(progress: bool) -> Self {
+        let bar = progress.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Self {
+            timings: BTreeMap::new(),
+            bar,
+        }
+    }
+
+    fn time<T>(
+        &mut self,
+        name: &str,
+        work: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{name} ..."));
+        }
+        let started = Instant::now();
+        let result = work();
+        let seconds = started.elapsed().as_secs_f64();
+        self.timings.insert(name.to_string(), seconds);
+        tracing::info!(stage = name, seconds, "stage done");
+        result
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The default run folder: `runs/<evaluated period>` beside the configuration.
+pub fn default_run_dir(settings: &RunSettings) -> PathBuf {
+    settings
+        .config_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("runs")
+        .join(&settings.period)
+}
+
+/// Runs the whole pipeline into `options.out`.
+pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    // Refuse an existing folder before any work.
+    let staged = StagedDir::create(&options.out, options.force)?;
+    let mut stages = Stages::new(options.progress);
+    let result = (|| -> anyhow::Result<RunSummary> {
+        let inputs = stages.time("ingest", || Ok(ingest(settings)?))?;
+        let previous = match &settings.inputs.previous_run {
+            Some(dir) => Some(stages.time("previous run", || Ok(previous::read(dir)?))?),
+            None => None,
+        };
+        let features = stages.time("features", || {
+            features::build(&inputs.partners, &settings.features)
+        })?;
+        let segments = stages.time("segment", || {
+            segment(&features, &inputs.partners, previous.as_ref(), settings)
+        })?;
+        let profiles = stages.time("profiles", || Ok(profiles(&inputs.partners, &segments)))?;
+        let evaluation: Evaluation = stages.time("evaluate", || {
+            Ok(evaluate(&inputs, &segments, previous.as_ref(), settings))
+        })?;
+        let weights = stages.time("tune", || {
+            tune(&evaluation, &segments, previous.as_ref(), settings)
+        })?;
+        let next = stages.time("draw", || {
+            Ok(draw::draw(&inputs.partners, &segments, &weights, settings))
+        })?;
+        let dir = staged.path().to_path_buf();
+        let input_files = stages.time("hash inputs", || {
+            manifest::hash_inputs(settings, &options.out)
+        })?;
+        let previous_run_id = previous.as_ref().and_then(|p| p.run_id.clone());
+        let run_id = manifest::run_id(settings, &input_files, previous_run_id.as_deref());
+        stages.time("write", || {
+            outputs::write_segments(&dir, &inputs.partners, &segments)?;
+            outputs::write_profiles(&dir, &features.names, &profiles)?;
+            outputs::write_lift(&dir, &evaluation.rows)?;
+            outputs::write_weights(&dir, &weights)?;
+            outputs::write_assignments_next(&dir, &inputs.partners, &next)?;
+            let model = serde_json::json!({
+                "features": features.names,
+                "transform": features.transform,
+                "segment_ids": segments.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
+                "centroids": segments.centroids.outer_iter().map(|row| row.to_vec()).collect::<Vec<_>>(),
+            });
+            outputs::write_json(&dir.join("model.json"), &model)
+        })?;
+        let html = stages.time("report", || {
+            report::render(&report::ReportInput {
+                header: report::RunHeader {
+                    run_id: run_id.clone(),
+                    evaluated_period: settings.period.clone(),
+                    target_period: settings.target_period.clone(),
+                    status: "proposed".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                },
+                partners: &inputs.partners,
+                segments: &segments,
+                profiles: &profiles,
+                evaluation: &evaluation,
+                weights: &weights,
+                tune_outcome: settings.evaluation.tune_outcome.as_deref(),
+                fdr: settings.evaluation.fdr,
+                holdout_share: settings.tuning.holdout_share,
+                k: settings.segments.k,
+            })
+        })?;
+        fs_err::write(dir.join("report.html"), html)?;
+        let smallest = segments.segments.iter().map(|s| s.size).min().unwrap_or(0) as f64
+            / inputs.partners.ids.len().max(1) as f64;
+        let mut timings = stages.timings.clone();
+        timings.insert("total".into(), started.elapsed().as_secs_f64());
+        let manifest = serde_json::json!({
+            "schema_version": manifest::SCHEMA_VERSION,
+            "program": "segtune",
+            "program_version": env!("CARGO_PKG_VERSION"),
+            "run_id": run_id,
+            "status": "proposed",
+            "evaluated_period": settings.period,
+            "target_period": settings.target_period,
+            "seed": settings.seed,
+            "config": manifest::config_json(settings, &options.out),
+            "inputs": input_files,
+            "previous_run_id": previous_run_id,
+            "rows": {
+                "partners": inputs.partners.ids.len(),
+                "assignments": inputs.assignments.as_ref().map(|a| a.partner_row.len()),
+                "outcomes": inputs.outcomes.as_ref().map(|o| o.partner_row.len()),
+                "segments": segments.segments.len(),
+                "lift": evaluation.rows.len(),
+                "weights": weights.len(),
+                "assignments_next": next.scheme_id.len(),
+            },
+            "quality": {
+                "k": segments.segments.len(),
+                "inertia": segments.inertia,
+                "smallest_segment_share": smallest,
+                "strata": evaluation.strata,
+                "assigned_without_stratum": evaluation.n_without_stratum,
+            },
+            "segment_id_high_water": segments.segment_id_high_water,
+            "timings": { "seconds": timings },
+        });
+        outputs::write_json(&dir.join("manifest.json"), &manifest)?;
+        Ok(RunSummary {
+            run_dir: options.out.clone(),
+            run_id,
+            evaluated_period: settings.period.clone(),
+            target_period: settings.target_period.clone(),
+            partners: inputs.partners.ids.len(),
+            segments: segments.segments.len(),
+            lift_rows: evaluation.rows.len(),
+            weights: weights.len(),
+            segment_list: segments.segments.clone(),
+            lift: evaluation.rows.clone(),
+            weight_rows: weights,
+        })
+    })();
+    stages.finish();
+    let summary = result?;
+    staged.commit()?;
+    Ok(summary)
+}
