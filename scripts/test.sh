@@ -46,6 +46,18 @@ fi
 phase "cargo test (workspace)"
 cargo test --workspace --all-targets --locked
 
+phase "doc tests"
+cargo test --workspace --doc --locked --quiet
+
+phase "walkthroughs are current (notebooks-equivalent)"
+for example in notebooks-equivalent/examples/*.rs; do
+    name=$(basename "$example" .rs)
+    cargo run --locked --quiet -p segtune-notebooks --example "$name" -- --mode check
+done
+
+phase "benches build (cargo bench --no-run)"
+cargo bench --workspace --no-run --locked --quiet
+
 if [ "${SEGTUNE_SKIP_LINT:-0}" != 1 ]; then
     phase "cargo doc"
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked --quiet

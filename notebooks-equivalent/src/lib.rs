@@ -1,1 +1,102 @@
-//! placeholder
+//! Helpers shared by the walkthroughs in `examples/`: each walkthrough
+//! writes a Markdown page and its SVG charts under `output/`, and can check
+//! that the committed page is current (`--mode check`), so the pages in the
+//! repository always show what the code does today.
+
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+/// What a walkthrough does with its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write the page and charts.
+    Write,
+    /// Compare with the committed files; fail when they differ.
+    Check,
+    /// Print the page, write nothing.
+    DryRun,
+}
+
+impl Mode {
+    /// From `--mode write|check|dry-run` (default `write`).
+    pub fn from_args() -> anyhow::Result<Self> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match args
+            .iter()
+            .position(|a| a == "--mode")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+        {
+            None | Some("write") => Ok(Mode::Write),
+            Some("check") => Ok(Mode::Check),
+            Some("dry-run") => Ok(Mode::DryRun),
+            Some(other) => anyhow::bail!("unknown mode `{other}`: use write, check or dry-run"),
+        }
+    }
+}
+
+/// The folder of committed walkthrough output.
+pub fn output_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("output")
+}
+
+/// A page and its charts, written or checked as one.
+#[derive(Debug, Default)]
+pub struct Page {
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Page {
+    /// Adds a file (path relative to the output folder).
+    pub fn add(&mut self, relative: impl Into<PathBuf>, contents: String) {
+        self.files.push((relative.into(), contents));
+    }
+
+    /// Writes, checks or prints every file.
+    pub fn finish(self, mode: Mode) -> anyhow::Result<()> {
+        let root = output_dir();
+        let mut stale = Vec::new();
+        for (relative, contents) in &self.files {
+            let path = root.join(relative);
+            match mode {
+                Mode::Write => {
+                    if let Some(parent) = path.parent() {
+                        fs_err::create_dir_all(parent)?;
+                    }
+                    fs_err::write(&path, contents)?;
+                    println!("wrote {}", path.display());
+                }
+                Mode::Check => {
+                    if std::fs::read_to_string(&path).ok().as_deref() != Some(contents.as_str()) {
+                        stale.push(relative.display().to_string());
+                    }
+                }
+                Mode::DryRun => println!("--- {}\n{contents}", relative.display()),
+            }
+        }
+        if !stale.is_empty() {
+            anyhow::bail!(
+                "walkthrough output is not current: {} (run `cargo run -p segtune-notebooks --example <name>` and commit)",
+                stale.join(", ")
+            );
+        }
+        if mode == Mode::Check {
+            println!("walkthrough output is current ({} files)", self.files.len());
+        }
+        Ok(())
+    }
+}
+
+/// A Markdown table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|{}|\n",
+        header.join(" | "),
+        header.iter().map(|_| " --- ").collect::<Vec<_>>().join("|")
+    );
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}

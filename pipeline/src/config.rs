@@ -606,6 +606,12 @@ impl RunSettings {
                 );
             }
         }
+        if tuning.schemes.is_none() && assignments.is_none() {
+            problem(
+                "tuning.schemes",
+                "is required when there are no assignments to take the schemes from".into(),
+            );
+        }
         let initial_weights = tuning.initial_weights.unwrap_or_default();
         for (scheme, weight) in &initial_weights {
             if !weight.is_finite() || *weight < 0.0 {
@@ -732,7 +738,7 @@ mod tests {
     #[test]
     fn defaults_fill_every_optional_key() {
         let settings =
-            resolve("period = \"2026-Q3\"\n[inputs]\npartners = \"p.parquet\"\n").expect("valid");
+            resolve("period = \"2026-Q3\"\n[inputs]\npartners = \"p.parquet\"\nassignments = \"a.parquet\"\n").expect("valid");
         assert_eq!(settings.target_period, "2026-Q4");
         assert_eq!(settings.seed, DEFAULT_SEED);
         assert_eq!(settings.margin_rate, DEFAULT_MARGIN_RATE);
@@ -755,7 +761,7 @@ mod tests {
 
     #[test]
     fn wrong_type_is_named_with_its_line() {
-        let error = resolve("period = \"2026-Q3\"\nseed = \"seven\"\n[inputs]\npartners = \"p\"\n")
+        let error = resolve("period = \"2026-Q3\"\nseed = \"seven\"\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n")
             .expect_err("wrong type");
         let message = error.to_string();
         assert!(
@@ -786,9 +792,12 @@ mod tests {
 
     #[test]
     fn opaque_period_needs_a_target_period() {
-        assert!(resolve("period = \"FY26-H1\"\n[inputs]\npartners = \"p\"\n").is_err());
+        assert!(
+            resolve("period = \"FY26-H1\"\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n")
+                .is_err()
+        );
         let settings = resolve(
-            "period = \"FY26-H1\"\ntarget-period = \"FY26-H2\"\n[inputs]\npartners = \"p\"\n",
+            "period = \"FY26-H1\"\ntarget-period = \"FY26-H2\"\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n",
         )
         .expect("valid");
         assert_eq!(settings.target_period, "FY26-H2");
@@ -814,7 +823,7 @@ mod tests {
         };
         let settings = RunSettings::from_source(
             Path::new("c.toml"),
-            "period = \"2026-07\"\nseed = 1\n[inputs]\npartners = \"p\"\n",
+            "period = \"2026-07\"\nseed = 1\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n",
             &overrides,
         )
         .expect("valid");
