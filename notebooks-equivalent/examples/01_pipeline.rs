@@ -41,43 +41,6 @@ fn column(path: &std::path::Path, name: &str) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn sizes_chart(segments: &[(String, usize)]) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (760, 60 + 34 * segments.len() as u32))
-            .into_drawing_area();
-        root.fill(&WHITE)?;
-        let max = segments.iter().map(|s| s.1).max().unwrap_or(1) as f64;
-        let n = segments.len();
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .caption("Partners per segment", ("sans-serif", 18))
-            .x_label_area_size(30)
-            .y_label_area_size(300)
-            .build_cartesian_2d(0.0..max * 1.1, 0.0..n as f64)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|y| {
-                segments
-                    .get(n.saturating_sub(1).saturating_sub(y.floor() as usize))
-                    .map(|s| s.0.clone())
-                    .unwrap_or_default()
-            })
-            .draw()?;
-        chart.draw_series(segments.iter().enumerate().map(|(i, (_, size))| {
-            let y = (n - 1 - i) as f64;
-            Rectangle::new(
-                [(0.0, y + 0.15), (*size as f64, y + 0.85)],
-                RGBColor(9, 105, 218).filled(),
-            )
-        }))?;
-        root.present()?;
-    }
-    Ok(svg)
-}
-
 fn forest_chart(rows: &[(String, f64, f64, f64)]) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
@@ -197,7 +160,10 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|s| (s.name.clone(), s.size))
         .collect();
-    page.add("01_pipeline/segment_sizes.svg", sizes_chart(&sizes)?);
+    page.add(
+        "01_pipeline/segment_sizes.svg",
+        segtune::report::segment_size_chart(&sizes)?,
+    );
     let lift_rows: Vec<(String, f64, f64, f64)> = summary
         .lift
         .iter()

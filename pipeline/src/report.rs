@@ -43,20 +43,15 @@ fn percent(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{:.1} %", v * 100.0))
 }
 
-/// A horizontal bar chart of segment sizes, as SVG text.
-pub fn segment_size_chart(profiles: &[SegmentProfile]) -> anyhow::Result<String> {
+/// A horizontal bar chart of segment sizes (name, partners), as SVG text.
+pub fn segment_size_chart(segments: &[(String, usize)]) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
-        let height = 60 + 34 * profiles.len() as u32;
+        let height = 60 + 34 * segments.len() as u32;
         let root = SVGBackend::with_string(&mut svg, (860, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let max = profiles
-            .iter()
-            .map(|p| p.n_partners)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let n = profiles.len();
+        let max = segments.iter().map(|s| s.1).max().unwrap_or(1).max(1) as f64;
+        let n = segments.len();
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
             .caption("Partners per segment", ("sans-serif", 18))
@@ -69,17 +64,14 @@ pub fn segment_size_chart(profiles: &[SegmentProfile]) -> anyhow::Result<String>
             .y_labels(n)
             .y_label_formatter(&|y| {
                 let index = n.saturating_sub(1).saturating_sub(y.floor() as usize);
-                profiles
-                    .get(index)
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default()
+                segments.get(index).map(|s| s.0.clone()).unwrap_or_default()
             })
             .x_desc("partners")
             .draw()?;
-        chart.draw_series(profiles.iter().enumerate().map(|(index, profile)| {
+        chart.draw_series(segments.iter().enumerate().map(|(index, (_, size))| {
             let y = (n - 1 - index) as f64;
             Rectangle::new(
-                [(0.0, y + 0.15), (profile.n_partners as f64, y + 0.85)],
+                [(0.0, y + 0.15), (*size as f64, y + 0.85)],
                 RGBColor(9, 105, 218).filled(),
             )
         }))?;
@@ -204,7 +196,7 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
             strata => strata,
         },
         warnings => warnings,
-        chart => segment_size_chart(input.profiles)?,
+        chart => segment_size_chart(&input.profiles.iter().map(|p| (p.name.clone(), p.n_partners)).collect::<Vec<_>>())?,
         segments => segments,
         profile_rows => profile_rows,
         lift => lift,

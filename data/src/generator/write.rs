@@ -364,14 +364,19 @@ fn scheme_name(draw: Option<usize>) -> &'static str {
     draw.map_or(HOLDOUT, |index| SCHEMES[index].id)
 }
 
-fn assignments_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
-    let rows: Vec<(&Snapshot, Option<usize>, &super::Realised)> = chunk
+/// The partners in the period's draw, with what they got and what happened.
+fn drawn(chunk: &PeriodChunk) -> Vec<(&Snapshot, Option<usize>, &super::Realised)> {
+    chunk
         .snapshots
         .iter()
         .zip(&chunk.draws)
         .zip(&chunk.realised)
         .filter_map(|((s, draw), r)| draw.map(|d| (s, d, r)))
-        .collect();
+        .collect()
+}
+
+fn assignments_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
+    let rows = drawn(chunk);
     Ok(RecordBatch::try_new(
         schema::assignments(),
         vec![
@@ -424,13 +429,7 @@ fn truth_archetypes_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
 }
 
 fn truth_effects_batch(chunk: &PeriodChunk) -> Result<RecordBatch> {
-    let rows: Vec<(&Snapshot, Option<usize>, &super::Realised)> = chunk
-        .snapshots
-        .iter()
-        .zip(&chunk.draws)
-        .zip(&chunk.realised)
-        .filter_map(|((s, draw), r)| draw.map(|d| (s, d, r)))
-        .collect();
+    let rows = drawn(chunk);
     Ok(RecordBatch::try_new(
         schema::truth_effects(),
         vec![
