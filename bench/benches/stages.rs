@@ -42,7 +42,7 @@ fn bench_kmeans(c: &mut Criterion) {
             .expect("valid");
         let id = format!("{}_x_{}_k6", size_label(n), matrix.ncols());
         group.bench_with_input(BenchmarkId::from_parameter(id), &matrix, |b, matrix| {
-            b.iter(|| params.fit(matrix.view()).expect("fits"))
+            b.iter(|| params.fit_view(matrix.view()).expect("fits"))
         });
     }
     group.finish();

@@ -116,7 +116,7 @@ pub fn segment(
         .check()
         .context("invalid k-means settings")?;
     let fitted = params
-        .fit(features.matrix.view())
+        .fit_view(features.matrix.view())
         .context("k-means failed")?;
     let n_segments = fitted.centroids.nrows();
     let previous_segment_id: Vec<Option<u32>> = partners

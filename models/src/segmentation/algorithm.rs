@@ -4,7 +4,7 @@
 //! use ndarray::array;
 //! use segtune_models::segmentation::SegmentationParams;
 //! let x = array![[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0], [5.0, 5.1]];
-//! let fitted = SegmentationParams::new(2).with_seed(1).check()?.fit(x.view())?;
+//! let fitted = SegmentationParams::new(2).with_seed(1).check()?.fit_view(x.view())?;
 //! // Segment 0 is the larger one.
 //! assert_eq!(fitted.assignment.labels, vec![1, 1, 0, 0, 0]);
 //! # Ok::<(), segtune_models::segmentation::SegmentationError>(())
@@ -12,7 +12,6 @@
 
 use linfa::prelude::Fit;
 use linfa::DatasetBase;
-use linfa_clustering::KMeans;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +19,7 @@ use rayon::prelude::*;
 
 use super::errors::SegmentationError;
 use super::hyperparams::SegmentationValidParams;
+use super::lloyd::{kmeans_plus_plus, lloyd, LloydResult};
 
 /// Each row's nearest and second-nearest centroid.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,9 +100,10 @@ pub fn assign_to_centroids(x: ArrayView2<f64>, centroids: ArrayView2<f64>) -> As
 }
 
 impl SegmentationValidParams {
-    /// Fits k-means (linfa-clustering, k-means++ starts, best of `n_runs`)
-    /// and assigns every row.
-    pub fn fit(&self, x: ArrayView2<f64>) -> Result<Segmentation, SegmentationError> {
+    /// Fits k-means (k-means++ starts, best of `n_runs` by inertia) and
+    /// assigns every row. The same data and seed give the same result on any
+    /// number of threads.
+    pub fn fit_view(&self, x: ArrayView2<f64>) -> Result<Segmentation, SegmentationError> {
         if x.nrows() < self.n_clusters {
             return Err(SegmentationError::TooFewRows {
                 rows: x.nrows(),
@@ -112,65 +113,66 @@ impl SegmentationValidParams {
         if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(SegmentationError::NonFinite { row, column });
         }
-        let dataset = DatasetBase::from(x.to_owned());
-        let model = KMeans::params_with_rng(self.n_clusters, ChaCha8Rng::seed_from_u64(self.seed))
-            .n_runs(self.n_runs)
-            .max_n_iterations(self.max_n_iterations)
-            .tolerance(self.tolerance)
-            .fit(&dataset)
-            .map_err(|error| SegmentationError::KMeans(error.to_string()))?;
-        let raw = assign_to_centroids(x, model.centroids().view());
-        // Canonical order: largest segment first, ties by centroid coordinates.
-        let mut sizes = vec![0usize; self.n_clusters];
-        for label in &raw.labels {
-            sizes[*label] += 1;
-        }
-        let mut order: Vec<usize> = (0..self.n_clusters).filter(|j| sizes[*j] > 0).collect();
-        order.sort_by(|a, b| {
-            sizes[*b].cmp(&sizes[*a]).then_with(|| {
-                let (ca, cb) = (model.centroids().row(*a), model.centroids().row(*b));
-                ca.iter()
-                    .zip(cb.iter())
-                    .map(|(x, y)| x.total_cmp(y))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            })
-        });
-        let centroids = ndarray::stack(
-            Axis(0),
-            &order
-                .iter()
-                .map(|j| model.centroids().row(*j))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|error| SegmentationError::KMeans(error.to_string()))?;
-        // linfa stops within its tolerance, one update short of the means of
-        // its final memberships: finish with Lloyd steps until the labels are
-        // stable (bounded), so centroids are the means of their members and
-        // the inertia is the one of the reported labels.
-        let mut centroids = centroids;
-        let mut assignment = assign_to_centroids(x, centroids.view());
-        for _ in 0..self.max_n_iterations.min(100) {
-            let means = label_means(x, &assignment.labels, centroids.nrows());
-            let next = assign_to_centroids(x, means.view());
-            centroids = means;
-            let stable = next.labels == assignment.labels;
-            assignment = next;
-            if stable {
-                break;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut best: Option<LloydResult> = None;
+        for _ in 0..self.n_runs {
+            let start = kmeans_plus_plus(x, self.n_clusters, &mut rng);
+            let result = lloyd(x, start, self.max_n_iterations, self.tolerance);
+            if best.as_ref().is_none_or(|b| result.inertia < b.inertia) {
+                best = Some(result);
             }
         }
-        let mut sizes = vec![0usize; centroids.nrows()];
-        for label in &assignment.labels {
-            sizes[*label] += 1;
-        }
-        let inertia = assignment.distances.iter().map(|d| d * d).sum();
-        Ok(Segmentation {
-            centroids,
-            sizes,
-            inertia,
-            assignment,
+        let best = best.ok_or_else(|| SegmentationError::KMeans("no run".into()))?;
+        Ok(canonical(x, best.centroids, &best.labels))
+    }
+}
+
+/// Numbers segments largest first (ties by centroid coordinates), drops
+/// empty ones, and assigns every row with distances and margins.
+fn canonical(x: ArrayView2<f64>, centroids: Array2<f64>, labels: &[usize]) -> Segmentation {
+    let k = centroids.nrows();
+    let mut sizes = vec![0usize; k];
+    for label in labels {
+        sizes[*label] += 1;
+    }
+    let mut order: Vec<usize> = (0..k).filter(|j| sizes[*j] > 0).collect();
+    order.sort_by(|a, b| {
+        sizes[*b].cmp(&sizes[*a]).then_with(|| {
+            let (ca, cb) = (centroids.row(*a), centroids.row(*b));
+            ca.iter()
+                .zip(cb.iter())
+                .map(|(p, q)| p.total_cmp(q))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
         })
+    });
+    let mut ordered = Array2::<f64>::zeros((order.len(), centroids.ncols()));
+    for (target, source) in order.iter().enumerate() {
+        ordered.row_mut(target).assign(&centroids.row(*source));
+    }
+    let assignment = assign_to_centroids(x, ordered.view());
+    let mut sizes = vec![0usize; ordered.nrows()];
+    for label in &assignment.labels {
+        sizes[*label] += 1;
+    }
+    let inertia = assignment.distances.iter().map(|d| d * d).sum();
+    Segmentation {
+        centroids: ordered,
+        sizes,
+        inertia,
+        assignment,
+    }
+}
+
+/// linfa's model interface: `params.fit(&dataset)`.
+impl<T> Fit<Array2<f64>, T, SegmentationError> for SegmentationValidParams {
+    type Object = Segmentation;
+
+    fn fit(
+        &self,
+        dataset: &DatasetBase<Array2<f64>, T>,
+    ) -> Result<Segmentation, SegmentationError> {
+        self.fit_view(dataset.records().view())
     }
 }
 
@@ -216,7 +218,7 @@ mod tests {
             .with_seed(5)
             .check()
             .expect("valid")
-            .fit(x.view())
+            .fit_view(x.view())
             .expect("fits");
         assert_eq!(fitted.sizes, vec![60, 40, 20]);
         assert!(fitted.assignment.labels[..60].iter().all(|l| *l == 0));
@@ -239,12 +241,12 @@ mod tests {
             .num_threads(1)
             .build()
             .expect("pool")
-            .install(|| params.fit(x.view()));
+            .install(|| params.fit_view(x.view()));
         let four = rayon::ThreadPoolBuilder::new()
             .num_threads(4)
             .build()
             .expect("pool")
-            .install(|| params.fit(x.view()));
+            .install(|| params.fit_view(x.view()));
         assert_eq!(one, four);
     }
 
@@ -253,7 +255,7 @@ mod tests {
         let x = array![[0.0], [1.0]];
         let params = SegmentationParams::new(3).check().expect("valid");
         assert_eq!(
-            params.fit(x.view()),
+            params.fit_view(x.view()),
             Err(SegmentationError::TooFewRows {
                 rows: 2,
                 n_clusters: 3
@@ -267,7 +269,7 @@ mod tests {
         let fitted = SegmentationParams::new(2)
             .check()
             .expect("valid")
-            .fit(x.view())
+            .fit_view(x.view())
             .expect("fits");
         assert!((fitted.inertia - 4.0).abs() < 1e-12, "{}", fitted.inertia);
     }
@@ -277,5 +279,43 @@ mod tests {
         let x = array![[0.0, 2.0], [2.0, 4.0], [10.0, 0.0]];
         let means = label_means(x.view(), &[0, 0, 1], 2);
         assert_eq!(means, array![[1.0, 3.0], [10.0, 0.0]]);
+    }
+
+    #[test]
+    fn the_same_clustering_as_linfa_from_the_same_centres() {
+        use linfa_clustering::{KMeans, KMeansInit};
+        let x = blobs();
+        let start =
+            super::super::lloyd::kmeans_plus_plus(x.view(), 3, &mut ChaCha8Rng::seed_from_u64(8));
+        let ours = lloyd(x.view(), start.clone(), 100, 0.0);
+        let theirs = KMeans::params_with_rng(3, ChaCha8Rng::seed_from_u64(0))
+            .init_method(KMeansInit::Precomputed(start))
+            .n_runs(1)
+            .max_n_iterations(100)
+            .tolerance(1e-12)
+            .fit(&DatasetBase::from(x.clone()))
+            .expect("linfa fits");
+        let difference = (&ours.centroids - theirs.centroids())
+            .mapv(f64::abs)
+            .fold(0.0f64, |a, b| a.max(*b));
+        assert!(difference < 1e-9, "centroids differ by {difference}");
+        let their_labels = assign_to_centroids(x.view(), theirs.centroids().view()).labels;
+        assert_eq!(ours.labels, their_labels);
+        // linfa reports the mean inertia; ours is the sum.
+        assert!(
+            (ours.inertia / x.nrows() as f64 - theirs.inertia()).abs()
+                < 1e-9 * ours.inertia.max(1.0)
+        );
+    }
+
+    #[test]
+    fn linfa_fit_interface_gives_the_same_as_fit_view() {
+        let x = blobs();
+        let params = SegmentationParams::new(3)
+            .with_seed(2)
+            .check()
+            .expect("valid");
+        let via_trait = params.fit(&DatasetBase::from(x.clone())).expect("fits");
+        assert_eq!(via_trait, params.fit_view(x.view()).expect("fits"));
     }
 }

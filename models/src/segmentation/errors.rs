@@ -39,7 +39,16 @@ pub enum SegmentationError {
         /// Column.
         column: usize,
     },
-    /// linfa-clustering failed.
+    /// k-means failed.
     #[error("k-means failed: {0}")]
     KMeans(String),
+    /// An error of linfa's interface.
+    #[error("linfa: {0}")]
+    Linfa(String),
+}
+
+impl From<linfa::Error> for SegmentationError {
+    fn from(error: linfa::Error) -> Self {
+        SegmentationError::Linfa(error.to_string())
+    }
 }
