@@ -259,7 +259,7 @@ fn main() -> anyhow::Result<()> {
         period = period,
         target = settings.target_period,
         run_id = summary.run_id,
-        k = settings.segments.k,
+        k = summary.segments,
         crosstab = table(&header, &crosstab_rows),
     );
     page.add("01_pipeline.md", markdown);

@@ -22,8 +22,20 @@ pub const DEFAULT_SEED: u64 = 0;
 pub const DEFAULT_MARGIN_RATE: f64 = 0.30;
 /// Default column whose total gives `share_revenue`.
 pub const DEFAULT_REVENUE_COLUMN: &str = "revenue_12m";
-/// Default number of k-means segments.
-pub const DEFAULT_K: usize = 6;
+/// Default sweep of k: from.
+pub const DEFAULT_K_MIN: usize = 3;
+/// Default sweep of k: to.
+pub const DEFAULT_K_MAX: usize = 6;
+/// Default gate on the smallest segment's share.
+pub const DEFAULT_MIN_SHARE: f64 = 0.02;
+/// Default gate on stability.
+pub const DEFAULT_MIN_STABILITY: f64 = 0.8;
+/// Default silhouette sample.
+pub const DEFAULT_SILHOUETTE_SAMPLE: usize = 10_000;
+/// Default bootstrap resamples.
+pub const DEFAULT_BOOTSTRAP: usize = 20;
+/// Default partners per bootstrap resample.
+pub const DEFAULT_BOOTSTRAP_SIZE: usize = 20_000;
 /// Default fewest partners per arm for a lift estimate.
 pub const DEFAULT_MIN_N_PER_ARM: usize = 30;
 /// Default false discovery rate for `significant`.
@@ -64,8 +76,24 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawSegments {
-    /// Number of k-means segments (default 6).
+    /// A fixed number of k-means segments: skips the sweep (default: sweep).
     pub k: Option<usize>,
+    /// Smallest k of the sweep (default 3).
+    pub k_min: Option<usize>,
+    /// Largest k of the sweep (default 6).
+    pub k_max: Option<usize>,
+    /// k to use when no k passes the gates (default: none, exit 4).
+    pub fallback_k: Option<usize>,
+    /// Gate: smallest segment's share of the clustered partners (default 0.02).
+    pub min_share: Option<f64>,
+    /// Gate: bootstrap stability, mean adjusted Rand index (default 0.8).
+    pub min_stability: Option<f64>,
+    /// Rows in the silhouette sample (default 10,000).
+    pub silhouette_sample: Option<usize>,
+    /// Bootstrap resamples for stability (default 20).
+    pub bootstrap: Option<usize>,
+    /// Partners per bootstrap resample (default 20,000).
+    pub bootstrap_size: Option<usize>,
     /// k-means++ restarts (default 3).
     pub restarts: Option<usize>,
     /// Iteration cap per restart (default 300).
@@ -184,8 +212,24 @@ pub struct FeatureSettings {
 /// Resolved k-means settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentSettings {
-    /// Number of segments.
-    pub k: usize,
+    /// A fixed k (no sweep).
+    pub k: Option<usize>,
+    /// Sweep from.
+    pub k_min: usize,
+    /// Sweep to.
+    pub k_max: usize,
+    /// k when no k passes the gates.
+    pub fallback_k: Option<usize>,
+    /// Gate on the smallest share.
+    pub min_share: f64,
+    /// Gate on stability.
+    pub min_stability: f64,
+    /// Silhouette sample size.
+    pub silhouette_sample: usize,
+    /// Bootstrap resamples.
+    pub bootstrap: usize,
+    /// Rows per resample.
+    pub bootstrap_size: usize,
     /// Restarts.
     pub restarts: usize,
     /// Iteration cap.
@@ -517,7 +561,17 @@ impl RunSettings {
 
         let segments = raw.segments.unwrap_or_default();
         let segment_settings = SegmentSettings {
-            k: segments.k.unwrap_or(DEFAULT_K),
+            k: segments.k,
+            k_min: segments.k_min.unwrap_or(DEFAULT_K_MIN),
+            k_max: segments.k_max.unwrap_or(DEFAULT_K_MAX),
+            fallback_k: segments.fallback_k,
+            min_share: segments.min_share.unwrap_or(DEFAULT_MIN_SHARE),
+            min_stability: segments.min_stability.unwrap_or(DEFAULT_MIN_STABILITY),
+            silhouette_sample: segments
+                .silhouette_sample
+                .unwrap_or(DEFAULT_SILHOUETTE_SAMPLE),
+            bootstrap: segments.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
+            bootstrap_size: segments.bootstrap_size.unwrap_or(DEFAULT_BOOTSTRAP_SIZE),
             restarts: segments
                 .restarts
                 .unwrap_or(segtune_models::segmentation::DEFAULT_N_RUNS),
@@ -528,11 +582,65 @@ impl RunSettings {
                 .tolerance
                 .unwrap_or(segtune_models::segmentation::DEFAULT_TOLERANCE),
         };
-        if !(1..=50).contains(&segment_settings.k) {
+        for (key, k) in [
+            ("segments.k", segment_settings.k),
+            ("segments.fallback-k", segment_settings.fallback_k),
+        ] {
+            if let Some(k) = k {
+                if !(1..=50).contains(&k) {
+                    problem(key, format!("must be 1 to 50, got {k}"));
+                }
+            }
+        }
+        if !(2..=50).contains(&segment_settings.k_min)
+            || !(2..=50).contains(&segment_settings.k_max)
+        {
             problem(
-                "segments.k",
-                format!("must be 1 to 50, got {}", segment_settings.k),
+                "segments.k-min",
+                format!(
+                    "the sweep must run within 2 to 50, got {} to {}",
+                    segment_settings.k_min, segment_settings.k_max
+                ),
             );
+        } else if segment_settings.k_min > segment_settings.k_max {
+            problem(
+                "segments.k-max",
+                format!(
+                    "is below k-min ({} < {})",
+                    segment_settings.k_max, segment_settings.k_min
+                ),
+            );
+        }
+        if let Some(fallback) = segment_settings.fallback_k {
+            if segment_settings.k.is_none()
+                && !(segment_settings.k_min..=segment_settings.k_max).contains(&fallback)
+            {
+                problem(
+                    "segments.fallback-k",
+                    format!(
+                        "fallback-k = {fallback} is outside the sweep {}..={}",
+                        segment_settings.k_min, segment_settings.k_max
+                    ),
+                );
+            }
+        }
+        if !(0.0..=0.5).contains(&segment_settings.min_share) {
+            problem(
+                "segments.min-share",
+                format!("must be in [0, 0.5], got {}", segment_settings.min_share),
+            );
+        }
+        if !(-1.0..=1.0).contains(&segment_settings.min_stability) {
+            problem(
+                "segments.min-stability",
+                format!("must be in [-1, 1], got {}", segment_settings.min_stability),
+            );
+        }
+        if segment_settings.silhouette_sample < 2 {
+            problem("segments.silhouette-sample", "must be at least 2".into());
+        }
+        if segment_settings.bootstrap_size < 2 {
+            problem("segments.bootstrap-size", "must be at least 2".into());
         }
         if segment_settings.restarts == 0 {
             problem("segments.restarts", "must be at least 1".into());

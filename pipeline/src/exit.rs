@@ -44,6 +44,9 @@ pub fn classify(error: &anyhow::Error) -> ExitStatus {
         if cause.is::<IngestError>() {
             return ExitStatus::InputData;
         }
+        if cause.is::<crate::segment::NoViableK>() {
+            return ExitStatus::NoViableK;
+        }
         if let Some(data) = cause.downcast_ref::<segtune_data::DataError>() {
             if matches!(data, segtune_data::DataError::InvalidParams(_)) {
                 return ExitStatus::Usage;

@@ -100,8 +100,8 @@ pub struct ReportInput<'a> {
     pub fdr: f64,
     /// Holdout share.
     pub holdout_share: f64,
-    /// k.
-    pub k: usize,
+    /// How k was chosen.
+    pub selection: &'a crate::segment::KSelection,
 }
 
 /// Renders the page.
@@ -192,7 +192,8 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         overview => context! {
             partners => input.partners.ids.len(),
             segments => input.segments.segments.len(),
-            k => input.k,
+            k => input.selection.chosen,
+            k_reason => input.selection.reason,
             strata => strata,
         },
         warnings => warnings,
@@ -201,6 +202,16 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         profile_rows => profile_rows,
         lift => lift,
         weights => weights,
+        candidates => input.selection.candidates.iter().map(|c| context! {
+            k => c.k,
+            chosen => c.k == input.selection.chosen,
+            silhouette => number(Some(c.silhouette), 3),
+            calinski_harabasz => number(Some(c.calinski_harabasz), 0),
+            davies_bouldin => number(Some(c.davies_bouldin), 3),
+            smallest_share => percent(Some(c.smallest_share)),
+            stability => number(Some(c.stability), 3),
+            gates => if c.passed { "pass".to_string() } else { c.failures.join("; ") },
+        }).collect::<Vec<_>>(),
         tune_outcome => input.tune_outcome.unwrap_or("outcome"),
         fdr => input.fdr,
         holdout_percent => percent(Some(input.holdout_share)),

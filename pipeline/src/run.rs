@@ -176,7 +176,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 tune_outcome: settings.evaluation.tune_outcome.as_deref(),
                 fdr: settings.evaluation.fdr,
                 holdout_share: settings.tuning.holdout_share,
-                k: settings.segments.k,
+                selection: &segments.selection,
             })
         })?;
         fs_err::write(dir.join("report.html"), html)?;
@@ -207,6 +207,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             },
             "quality": {
                 "k": segments.segments.len(),
+                "k_selection": segments.selection,
                 "inertia": segments.inertia,
                 "smallest_segment_share": smallest,
                 "strata": evaluation.strata,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use ndarray::Array2;
-use segtune_models::segmentation::SegmentationParams;
+use segtune_models::segmentation::selection::{choose, gate_failures, sweep, Gates, SweepParams};
 
 use crate::config::RunSettings;
 use crate::features::FeatureMatrix;
@@ -56,6 +56,8 @@ pub struct Segments {
     pub inertia: f64,
     /// Highest segment id ever used, this run included.
     pub segment_id_high_water: u32,
+    /// How k was chosen.
+    pub selection: KSelection,
 }
 
 fn name_segment(
@@ -101,23 +103,168 @@ fn name_segment(
     )
 }
 
-/// Segments the partners.
+/// The scores of one candidate k, as written to the manifest and the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KCandidate {
+    /// k.
+    pub k: usize,
+    /// Sum of squared distances (scaled space).
+    pub inertia: f64,
+    /// Mean silhouette.
+    pub silhouette: f64,
+    /// Calinski-Harabasz.
+    pub calinski_harabasz: f64,
+    /// Davies-Bouldin.
+    pub davies_bouldin: f64,
+    /// Smallest segment's share of the clustered partners.
+    pub smallest_share: f64,
+    /// Mean bootstrap adjusted Rand index.
+    pub stability: f64,
+    /// Whether it passed the gates.
+    pub passed: bool,
+    /// Why it did not.
+    pub failures: Vec<String>,
+}
+
+/// How k was chosen.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KSelection {
+    /// Every candidate's scores.
+    pub candidates: Vec<KCandidate>,
+    /// The k used.
+    pub chosen: usize,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// No k passes the gates and no fallback is configured (exit code 4).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no k in the sweep passes the quality gates (smallest share >= {min_share}, stability >= {min_stability}); set segments.fallback-k to use one anyway:\n{}", table(.candidates))]
+pub struct NoViableK {
+    /// Every candidate's scores.
+    pub candidates: Vec<KCandidate>,
+    /// The share gate.
+    pub min_share: f64,
+    /// The stability gate.
+    pub min_stability: f64,
+}
+
+/// The candidates as a plain-text table.
+pub fn table(candidates: &[KCandidate]) -> String {
+    let mut out = String::from(
+        "   k  silhouette  calinski_harabasz  davies_bouldin  smallest_share  stability  gates",
+    );
+    for c in candidates {
+        out.push_str(&format!(
+            "\n  {:>2}  {:>10.4}  {:>17.1}  {:>14.4}  {:>13.1}%  {:>9.3}  {}",
+            c.k,
+            c.silhouette,
+            c.calinski_harabasz,
+            c.davies_bouldin,
+            c.smallest_share * 100.0,
+            c.stability,
+            if c.passed {
+                "pass".to_string()
+            } else {
+                c.failures.join("; ")
+            }
+        ));
+    }
+    out
+}
+
+/// Segments the partners: sweeps k (or uses the fixed k), chooses by the
+/// documented rule, and gives the segments ids and names.
 pub fn segment(
     features: &FeatureMatrix,
     partners: &PartnersTable,
     previous: Option<&PreviousRun>,
     settings: &RunSettings,
 ) -> anyhow::Result<Segments> {
-    let params = SegmentationParams::new(settings.segments.k)
-        .with_n_runs(settings.segments.restarts)
-        .with_max_n_iterations(settings.segments.max_iterations)
-        .with_tolerance(settings.segments.tolerance)
-        .with_seed(settings.seed)
-        .check()
-        .context("invalid k-means settings")?;
-    let fitted = params
-        .fit_view(features.matrix.view())
-        .context("k-means failed")?;
+    let config = &settings.segments;
+    let ks: Vec<usize> = match config.k {
+        Some(k) => vec![k],
+        None => (config.k_min..=config.k_max).collect(),
+    };
+    let sweep_params = SweepParams {
+        ks: ks.clone(),
+        n_runs: config.restarts,
+        max_n_iterations: config.max_iterations,
+        tolerance: config.tolerance,
+        seed: settings.seed,
+        silhouette_sample: config.silhouette_sample,
+        n_bootstrap: config.bootstrap,
+        bootstrap_size: config.bootstrap_size,
+    };
+    let swept = sweep(features.matrix.view(), &sweep_params).context("k-means failed")?;
+    let gates = Gates {
+        min_share: config.min_share,
+        min_stability: config.min_stability,
+    };
+    let candidates: Vec<KCandidate> = swept
+        .scores
+        .iter()
+        .map(|score| {
+            let failures = gate_failures(score, &gates);
+            KCandidate {
+                k: score.k,
+                inertia: score.inertia,
+                silhouette: score.silhouette,
+                calinski_harabasz: score.calinski_harabasz,
+                davies_bouldin: score.davies_bouldin,
+                smallest_share: score.smallest_share,
+                stability: score.stability,
+                passed: failures.is_empty(),
+                failures,
+            }
+        })
+        .collect();
+    let (index, reason) = if config.k.is_some() {
+        (
+            0,
+            format!("k = {} is fixed by the configuration (segments.k)", ks[0]),
+        )
+    } else if let Some(index) = choose(&swept.scores, &gates) {
+        let score = &swept.scores[index];
+        let passing = candidates.iter().filter(|c| c.passed).count();
+        (
+            index,
+            format!(
+                "k = {} has the best silhouette ({:.3}) of the {passing} k in {}..={} whose smallest segment holds at least {:.0} % of partners and whose stability is at least {:.2}",
+                score.k,
+                score.silhouette,
+                config.k_min,
+                config.k_max,
+                config.min_share * 100.0,
+                config.min_stability
+            ),
+        )
+    } else if let Some(fallback) = config.fallback_k {
+        let index = ks.iter().position(|k| *k == fallback).ok_or_else(|| {
+            crate::exit::UsageError(format!(
+                "segments.fallback-k = {fallback} is outside the sweep {}..={}",
+                config.k_min, config.k_max
+            ))
+        })?;
+        (index, format!("no k passed the quality gates; k = {fallback} is the configured fallback (segments.fallback-k)"))
+    } else {
+        return Err(NoViableK {
+            candidates,
+            min_share: config.min_share,
+            min_stability: config.min_stability,
+        }
+        .into());
+    };
+    let selection = KSelection {
+        chosen: ks[index],
+        reason,
+        candidates,
+    };
+    let fitted = swept
+        .fits
+        .into_iter()
+        .nth(index)
+        .context("the chosen fit")?;
     let n_segments = fitted.centroids.nrows();
     let previous_segment_id: Vec<Option<u32>> = partners
         .ids
@@ -190,6 +337,7 @@ pub fn segment(
         centroids: fitted.centroids,
         inertia: fitted.inertia,
         segment_id_high_water: high_water,
+        selection,
     })
 }
 

@@ -644,9 +644,6 @@ revenue = "revenue_12m"
 # Heavy-tailed money and counts are log-transformed before scaling.
 log1p = [{log1p}]
 
-[segments]
-k = 6
-
 [[outcome]]
 name = "revenue"
 covariate = "revenue_pre"

@@ -12,6 +12,7 @@ mod algorithm;
 mod errors;
 mod hyperparams;
 pub mod lloyd;
+pub mod selection;
 
 pub use algorithm::{assign_to_centroids, label_means, Assignment, Segmentation};
 pub use errors::{SegmentationError, SegmentationParamsError};
