@@ -329,7 +329,7 @@ pub struct Gates {
 /// Why a k passed or failed.
 pub fn gate_failures(score: &KScore, gates: &Gates) -> Vec<String> {
     let mut out = Vec::new();
-    if !(score.smallest_share >= gates.min_share) {
+    if score.smallest_share.is_nan() || score.smallest_share < gates.min_share {
         out.push(format!(
             "smallest segment {:.1} % < {:.1} %",
             score.smallest_share * 100.0,
