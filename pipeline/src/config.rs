@@ -13,7 +13,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use segtune_data::Period;
+use segtune_models::features::{Scaling, Transform};
 use serde::{Deserialize, Serialize};
 
 /// Default seed of every random choice of a run.
@@ -152,8 +155,42 @@ pub struct RawFeatures {
     pub categorical: Option<Vec<String>>,
     /// Revenue column for `share_revenue` (default `revenue_12m`).
     pub revenue: Option<String>,
-    /// Numeric columns transformed with `log1p` before scaling (default: none).
-    pub log1p: Option<Vec<String>>,
+    /// Transform per numeric column: "none", "log1p", "rank" or
+    /// `{ winsorise = [low, high] }` (default: "none").
+    pub transforms: Option<BTreeMap<String, RawTransform>>,
+    /// Weight per numeric column after scaling (default 1).
+    pub weights: Option<BTreeMap<String, f64>>,
+    /// Categorical columns that enter the clustering one-hot, with the weight
+    /// of each level's 0/1 column (default: none; the others are kept for
+    /// rules and the report).
+    pub one_hot: Option<BTreeMap<String, f64>>,
+    /// "standard" (mean, standard deviation) or "robust" (median, IQR) (default "standard").
+    pub scaling: Option<RawScaling>,
+    /// Add a 0/1 column for each feature with missing values (default false).
+    pub missing_indicators: Option<bool>,
+}
+
+/// A transform as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawTransform {
+    /// "none", "log1p" or "rank".
+    Named(String),
+    /// `{ winsorise = [low, high] }`.
+    Winsorise {
+        /// Lower and upper quantile.
+        winsorise: [f64; 2],
+    },
+}
+
+/// Scaling as written in the file.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawScaling {
+    /// Mean and standard deviation.
+    Standard,
+    /// Median and interquartile range.
+    Robust,
 }
 
 /// One `[[outcome]]`.
@@ -205,8 +242,16 @@ pub struct FeatureSettings {
     pub categorical: Vec<String>,
     /// Revenue column.
     pub revenue: String,
-    /// Columns transformed with `log1p`.
-    pub log1p: Vec<String>,
+    /// Transform per numeric column (absent: none).
+    pub transforms: BTreeMap<String, Transform>,
+    /// Weight per numeric column (absent: 1).
+    pub weights: BTreeMap<String, f64>,
+    /// One-hot categorical columns with their weight.
+    pub one_hot: BTreeMap<String, f64>,
+    /// Scaling.
+    pub scaling: Scaling,
+    /// Missing-indicator columns.
+    pub missing_indicators: bool,
 }
 
 /// Resolved k-means settings.
@@ -548,16 +593,66 @@ impl RunSettings {
         let revenue = features
             .revenue
             .unwrap_or_else(|| DEFAULT_REVENUE_COLUMN.to_string());
-        let log1p = features.log1p.unwrap_or_default();
-        check_names("features.log1p", &log1p, &mut problem);
-        if let Some(numeric) = &features.numeric {
-            for name in log1p.iter().filter(|n| !numeric.contains(n)) {
-                problem(
-                    "features.log1p",
-                    format!("`{name}` is not in features.numeric"),
-                );
+        let mut transforms = BTreeMap::new();
+        for (name, raw) in features.transforms.unwrap_or_default() {
+            let key = format!("features.transforms.{name}");
+            let transform = match raw {
+                RawTransform::Named(named) => match named.as_str() {
+                    "none" => Transform::None,
+                    "log1p" => Transform::Log1p,
+                    "rank" => Transform::Rank,
+                    other => {
+                        problem(&key, format!("unknown transform `{other}`: use \"none\", \"log1p\", \"rank\" or {{ winsorise = [low, high] }}"));
+                        continue;
+                    }
+                },
+                RawTransform::Winsorise {
+                    winsorise: [low, high],
+                } => {
+                    if !(0.0..=1.0).contains(&low) || !(0.0..=1.0).contains(&high) || low >= high {
+                        problem(&key, format!("winsorise quantiles must satisfy 0 <= low < high <= 1, got [{low}, {high}]"));
+                    }
+                    Transform::Winsorise { low, high }
+                }
+            };
+            if features
+                .numeric
+                .as_ref()
+                .is_some_and(|numeric| !numeric.contains(&name))
+            {
+                problem(&key, format!("`{name}` is not in features.numeric"));
+            }
+            transforms.insert(name, transform);
+        }
+        let weights = features.weights.unwrap_or_default();
+        for (name, weight) in &weights {
+            let key = format!("features.weights.{name}");
+            if !weight.is_finite() || *weight < 0.0 {
+                problem(&key, format!("must be a finite number >= 0, got {weight}"));
+            }
+            if features
+                .numeric
+                .as_ref()
+                .is_some_and(|numeric| !numeric.contains(name))
+            {
+                problem(&key, format!("`{name}` is not in features.numeric"));
             }
         }
+        let one_hot = features.one_hot.unwrap_or_default();
+        for (name, weight) in &one_hot {
+            let key = format!("features.one-hot.{name}");
+            if !weight.is_finite() || *weight < 0.0 {
+                problem(&key, format!("must be a finite number >= 0, got {weight}"));
+            }
+            if !categorical.contains(name) {
+                problem(&key, format!("`{name}` is not in features.categorical"));
+            }
+        }
+        let scaling = match features.scaling {
+            Some(RawScaling::Robust) => Scaling::Robust,
+            _ => Scaling::Standard,
+        };
+        let missing_indicators = features.missing_indicators.unwrap_or(false);
 
         let segments = raw.segments.unwrap_or_default();
         let segment_settings = SegmentSettings {
@@ -811,7 +906,11 @@ impl RunSettings {
                 numeric: features.numeric,
                 categorical,
                 revenue,
-                log1p,
+                transforms,
+                weights,
+                one_hot,
+                scaling,
+                missing_indicators,
             },
             outcomes: outcomes_settings,
             segments: segment_settings,

@@ -1,12 +1,14 @@
 //! Stage 2, features: the partners' numeric columns as one scaled matrix.
 //!
-//! Each configured numeric column is optionally `log1p`-transformed, missing
-//! values take the column's median, and every column is standardised, so that
-//! k-means distances weigh features alike. The fitted transform is kept (and
+//! Each configured numeric column gets its transform (none, `log1p`,
+//! winsorising, rank), missing values take the column's median (with an
+//! optional missing indicator), every column is scaled (standard or robust)
+//! and weighted, and chosen categorical columns enter one-hot, so that k-means
+//! distances weigh features as configured. The fitted transform is kept (and
 //! saved with the run) so later partners are scaled exactly as these were.
 
 use ndarray::Array2;
-use segtune_models::features::{FeatureTransform, Transform};
+use segtune_models::features::{CategoricalSpec, ColumnSpec, FeatureTransform, TransformOptions};
 
 use crate::config::FeatureSettings;
 use crate::ingest::PartnersTable;
@@ -27,23 +29,49 @@ pub fn build(
     partners: &PartnersTable,
     settings: &FeatureSettings,
 ) -> anyhow::Result<FeatureMatrix> {
-    let columns: Vec<(&str, &[f64], Transform)> = partners
+    let columns: Vec<ColumnSpec> = partners
         .numeric
         .iter()
-        .map(|column| {
-            let transform = if settings.log1p.contains(&column.name) {
-                Transform::Log1p
-            } else {
-                Transform::None
-            };
-            (column.name.as_str(), column.values.as_slice(), transform)
+        .map(|column| ColumnSpec {
+            name: column.name.as_str(),
+            values: column.values.as_slice(),
+            transform: settings
+                .transforms
+                .get(&column.name)
+                .copied()
+                .unwrap_or_default(),
+            weight: settings.weights.get(&column.name).copied().unwrap_or(1.0),
         })
         .collect();
-    let transform = FeatureTransform::fit(&columns)?;
-    let slices: Vec<&[f64]> = columns.iter().map(|c| c.1).collect();
-    let matrix = transform.apply(&slices)?;
+    let categorical: Vec<CategoricalSpec> = partners
+        .categorical
+        .iter()
+        .filter_map(|column| {
+            settings
+                .one_hot
+                .get(&column.name)
+                .map(|weight| CategoricalSpec {
+                    name: column.name.as_str(),
+                    values: column
+                        .codes
+                        .iter()
+                        .map(|code| code.map(|c| column.levels[c as usize].as_str()))
+                        .collect(),
+                    weight: *weight,
+                })
+        })
+        .collect();
+    let options = TransformOptions {
+        scaling: settings.scaling,
+        missing_indicators: settings.missing_indicators,
+    };
+    let transform = FeatureTransform::fit(&columns, &categorical, options)?;
+    let slices: Vec<&[f64]> = columns.iter().map(|c| c.values).collect();
+    let categorical_values: Vec<Vec<Option<&str>>> =
+        categorical.iter().map(|c| c.values.clone()).collect();
+    let matrix = transform.apply(&slices, &categorical_values)?;
     Ok(FeatureMatrix {
-        names: columns.iter().map(|c| c.0.to_string()).collect(),
+        names: transform.output_names(),
         matrix,
         transform,
     })

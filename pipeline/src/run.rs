@@ -147,7 +147,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         let run_id = manifest::run_id(settings, &input_files, previous_run_id.as_deref());
         stages.time("write", || {
             outputs::write_segments(&dir, &inputs.partners, &segments)?;
-            outputs::write_profiles(&dir, &features.names, &profiles)?;
+            outputs::write_profiles(&dir, &inputs.partners.numeric.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), &profiles)?;
             outputs::write_lift(&dir, &evaluation.rows)?;
             outputs::write_weights(&dir, &weights)?;
             outputs::write_assignments_next(&dir, &inputs.partners, &next)?;

@@ -641,8 +641,10 @@ outcomes = "{outcomes}"
 numeric = [{features}]
 categorical = ["partner_type", "region", "tier"]
 revenue = "revenue_12m"
+
 # Heavy-tailed money and counts are log-transformed before scaling.
-log1p = [{log1p}]
+[features.transforms]
+{log1p}
 
 [[outcome]]
 name = "revenue"
@@ -657,9 +659,9 @@ covariate = "revenue_pre"
         features = features.join(", "),
         log1p = crate::generator::model::LOG1P_FEATURES
             .iter()
-            .map(|name| format!("\"{name}\""))
+            .map(|name| format!("{name} = \"log1p\""))
             .collect::<Vec<_>>()
-            .join(", "),
+            .join("\n"),
     );
     let path = layout.root.join("segtune.toml");
     fs_err::write(&path, config).map_err(|source| DataError::Io {
