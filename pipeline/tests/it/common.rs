@@ -256,3 +256,64 @@ pub fn assert_mentions(text: &str, fragments: &[&str]) {
         assert!(text.contains(fragment), "expected `{fragment}` in:\n{text}");
     }
 }
+
+/// The Python with the peer packages: `SEGTUNE_PYTHON`, else `.venv/bin/python`
+/// at the workspace root (made by `scripts/test.sh`). Fails with instructions
+/// rather than skipping: a peer check that silently does not run is no check.
+pub fn peer_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SEGTUNE_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the peer checks need Python with scikit-learn and pyarrow: run `bash scripts/test.sh` (it makes .venv), or set SEGTUNE_PYTHON"
+    );
+    venv
+}
+
+/// Runs a peer script (path relative to the workspace root); returns its stdout parsed as JSON.
+pub fn run_peer(script: &str, args: &[String]) -> serde_json::Value {
+    let output = Command::new(peer_python())
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON line")
+}
+
+/// Writes a matrix as Parquet, one Float64 column per feature (f0, f1, ...).
+pub fn write_matrix(path: &Path, matrix: ndarray::ArrayView2<f64>) {
+    let fields: Vec<Field> = (0..matrix.ncols())
+        .map(|j| Field::new(format!("f{j}"), DataType::Float64, false))
+        .collect();
+    let arrays: Vec<ArrayRef> = matrix
+        .columns()
+        .into_iter()
+        .map(|c| Arc::new(Float64Array::from(c.to_vec())) as ArrayRef)
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).expect("batch");
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).expect("create"), schema, None)
+            .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+/// Writes integer labels as Parquet (`label`).
+pub fn write_labels(path: &Path, labels: &[i64]) {
+    write_table(
+        path,
+        vec![Col::Int("label", labels.iter().map(|l| Some(*l)).collect())],
+    );
+}

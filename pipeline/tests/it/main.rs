@@ -8,4 +8,5 @@ mod config_cli;
 mod features_cli;
 mod generate_cli;
 mod ingest_refusals;
+mod peer_kmeans;
 mod run_e2e;
