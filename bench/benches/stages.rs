@@ -32,9 +32,13 @@ fn bench_kmeans(c: &mut Criterion) {
     for n in SIZES {
         let program = program(n);
         let inputs = ingest(&program.settings).expect("valid inputs");
-        let matrix = features::build(&inputs.partners, &program.settings.features)
-            .expect("features")
-            .matrix;
+        let matrix = features::build(
+            &inputs.partners,
+            &(0..inputs.partners.ids.len()).collect::<Vec<_>>(),
+            &program.settings.features,
+        )
+        .expect("features")
+        .matrix;
         let params = SegmentationParams::new(6)
             .with_n_runs(3)
             .with_seed(0)

@@ -247,7 +247,7 @@ fn main() -> anyhow::Result<()> {
          ## Segments\n\n![Partners per segment](01_pipeline/segment_sizes.svg)\n\n{segments_table}\n\
          ## Segments against the hidden archetypes\n\n\
          How the generator's archetypes (which segtune never sees) spread over the segments. \
-         New and dormant partners are meant for rule segments, which come later; here k-means finds them on its own.\n\n{crosstab}\n\
+         New and dormant partners are caught by the configuration's rules before clustering; k-means segments the rest.\n\n{crosstab}\n\
          ## What each scheme did\n\n\
          Difference in mean revenue between each scheme's partners and the holdout of the same segment, with Welch 95 % intervals. \
          Revenue is heavy-tailed, so the intervals are wide: covariate adjustment will narrow them.\n\n\

@@ -73,6 +73,20 @@ pub struct RawConfig {
     pub evaluation: Option<RawEvaluation>,
     /// Weights and the next draw.
     pub tuning: Option<RawTuning>,
+    /// Rule segments, evaluated in order before clustering.
+    pub rules: Option<Vec<RawRule>>,
+}
+
+/// One `[[rules]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRule {
+    /// Rule name (required): the segment's source is `rule:<name>`.
+    pub name: Option<String>,
+    /// Condition over raw column values (required).
+    pub condition: Option<String>,
+    /// Segment name for people (default: the rule name).
+    pub segment_name: Option<String>,
 }
 
 /// `[segments]`.
@@ -344,6 +358,29 @@ pub struct RunSettings {
     pub evaluation: EvaluationSettings,
     /// Tuning.
     pub tuning: TuningSettings,
+    /// Rule segments, in order.
+    pub rules: Vec<RuleSettings>,
+}
+
+/// One resolved rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleSettings {
+    /// Rule name.
+    pub name: String,
+    /// Segment name for people.
+    pub segment_name: String,
+    /// Condition.
+    pub condition: String,
+}
+
+impl RunSettings {
+    /// The rules, parsed (they were checked when the settings were resolved).
+    pub fn compiled_rules(&self) -> Result<Vec<crate::rules::Rule>, crate::rules::RuleError> {
+        self.rules
+            .iter()
+            .map(|r| crate::rules::Rule::parse(&r.name, &r.segment_name, &r.condition))
+            .collect()
+    }
 }
 
 /// One problem in a configuration file.
@@ -874,6 +911,42 @@ impl RunSettings {
                 "`inputs.outcomes` is set but no [[outcome]] names a column to evaluate".into(),
             );
         }
+        let mut rules = Vec::new();
+        for (index, raw_rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("rules.{index}");
+            let Some(name) = raw_rule.name.filter(|n| !n.trim().is_empty()) else {
+                problem(&key, "needs a `name`".into());
+                continue;
+            };
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                problem(
+                    &format!("{key}.name"),
+                    format!("`{name}`: use letters, digits, `_` and `-` only"),
+                );
+            }
+            if rules.iter().any(|r: &RuleSettings| r.name == name) {
+                problem(
+                    &format!("{key}.name"),
+                    format!("rule `{name}` is defined twice"),
+                );
+            }
+            let Some(condition) = raw_rule.condition else {
+                problem(&key, format!("rule `{name}` needs a `condition`"));
+                continue;
+            };
+            if let Err(error) = crate::rules::Rule::parse(&name, &name, &condition) {
+                problem(&format!("{key}.condition"), error.to_string());
+            }
+            let segment_name = raw_rule.segment_name.unwrap_or_else(|| name.clone());
+            rules.push(RuleSettings {
+                name,
+                segment_name,
+                condition,
+            });
+        }
         let tune_outcome = evaluation
             .tune_outcome
             .clone()
@@ -925,6 +998,7 @@ impl RunSettings {
                 holdout_share,
                 initial_weights,
             },
+            rules,
         };
         (Some(settings), problems)
     }

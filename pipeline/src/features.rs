@@ -24,17 +24,25 @@ pub struct FeatureMatrix {
     pub transform: FeatureTransform,
 }
 
-/// Fits the transform on the partners and applies it.
+/// Fits the transform on the given partner rows and applies it to them (one
+/// matrix row per given row, in that order).
 pub fn build(
     partners: &PartnersTable,
+    rows: &[usize],
     settings: &FeatureSettings,
 ) -> anyhow::Result<FeatureMatrix> {
+    let subsets: Vec<Vec<f64>> = partners
+        .numeric
+        .iter()
+        .map(|c| rows.iter().map(|r| c.values[*r]).collect())
+        .collect();
     let columns: Vec<ColumnSpec> = partners
         .numeric
         .iter()
-        .map(|column| ColumnSpec {
+        .zip(&subsets)
+        .map(|(column, values)| ColumnSpec {
             name: column.name.as_str(),
-            values: column.values.as_slice(),
+            values: values.as_slice(),
             transform: settings
                 .transforms
                 .get(&column.name)
@@ -52,10 +60,9 @@ pub fn build(
                 .get(&column.name)
                 .map(|weight| CategoricalSpec {
                     name: column.name.as_str(),
-                    values: column
-                        .codes
+                    values: rows
                         .iter()
-                        .map(|code| code.map(|c| column.levels[c as usize].as_str()))
+                        .map(|r| column.codes[*r].map(|c| column.levels[c as usize].as_str()))
                         .collect(),
                     weight: *weight,
                 })

@@ -21,6 +21,7 @@ pub mod output;
 pub mod outputs;
 pub mod previous;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod segment;
 pub mod summary;

@@ -29,6 +29,8 @@ pub struct PreviousRun {
     pub weights: HashMap<(u32, String), f64>,
     /// Highest segment id ever used up to that run.
     pub max_segment_id: u32,
+    /// Segment id of each rule (by rule name).
+    pub rule_ids: BTreeMap<String, u32>,
 }
 
 fn problem(file: &Path, column: Option<&str>, message: String) -> Problem {
@@ -142,6 +144,13 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
     {
         Ok(Ok(manifest)) => {
             out.run_id = manifest["run_id"].as_str().map(str::to_string);
+            if let Some(rules) = manifest["rule_segment_ids"].as_object() {
+                for (name, id) in rules {
+                    if let Some(id) = id.as_u64().and_then(|id| u32::try_from(id).ok()) {
+                        out.rule_ids.insert(name.clone(), id);
+                    }
+                }
+            }
             if let Some(high) = manifest["segment_id_high_water"].as_u64() {
                 out.max_segment_id = out
                     .max_segment_id

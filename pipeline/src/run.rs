@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::config::RunSettings;
 use crate::evaluate::{evaluate, Evaluation, LiftRow};
+use crate::exit::UsageError;
 use crate::ingest::ingest;
 use crate::output::StagedDir;
 use crate::segment::{profiles, segment, SegmentInfo};
@@ -123,11 +124,29 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             Some(dir) => Some(stages.time("previous run", || Ok(previous::read(dir)?))?),
             None => None,
         };
+        let rules = settings
+            .compiled_rules()
+            .map_err(|e| UsageError(e.to_string()))?;
+        let matches = stages.time("rules", || {
+            crate::rules::apply(&rules, &inputs.partners)
+                .map_err(|e| anyhow::Error::new(UsageError(e.to_string())))
+        })?;
+        let clustered_rows: Vec<usize> = (0..inputs.partners.ids.len())
+            .filter(|r| matches.rule_of[*r].is_none())
+            .collect();
         let features = stages.time("features", || {
-            features::build(&inputs.partners, &settings.features)
+            features::build(&inputs.partners, &clustered_rows, &settings.features)
         })?;
         let segments = stages.time("segment", || {
-            segment(&features, &inputs.partners, previous.as_ref(), settings)
+            segment(
+                &features,
+                &clustered_rows,
+                &rules,
+                &matches,
+                &inputs.partners,
+                previous.as_ref(),
+                settings,
+            )
         })?;
         let profiles = stages.time("profiles", || Ok(profiles(&inputs.partners, &segments)))?;
         let evaluation: Evaluation = stages.time("evaluate", || {
@@ -206,7 +225,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "assignments_next": next.scheme_id.len(),
             },
             "quality": {
-                "k": segments.segments.len(),
+                "k": segments.selection.chosen,
+                "rule_segments": segments.segments.iter().filter(|s| s.source.starts_with("rule:")).count(),
                 "k_selection": segments.selection,
                 "inertia": segments.inertia,
                 "smallest_segment_share": smallest,
@@ -214,6 +234,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "assigned_without_stratum": evaluation.n_without_stratum,
             },
             "segment_id_high_water": segments.segment_id_high_water,
+            "rule_segment_ids": segments.segments.iter().filter_map(|s| s.source.strip_prefix("rule:").map(|rule| (rule.to_string(), s.id))).collect::<std::collections::BTreeMap<_, _>>(),
             "timings": { "seconds": timings },
         });
         outputs::write_json(&dir.join("manifest.json"), &manifest)?;

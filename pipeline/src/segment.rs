@@ -50,7 +50,8 @@ pub struct Segments {
     pub margin: Vec<Option<f64>>,
     /// The partner's segment in the previous run.
     pub previous_segment_id: Vec<Option<u32>>,
-    /// Centroids in scaled space, one row per segment.
+    /// Centroids of the k-means segments in scaled space, one row per
+    /// k-means segment, in the order they follow the rule segments.
     pub centroids: Array2<f64>,
     /// Sum of squared distances to the centroids.
     pub inertia: f64,
@@ -177,6 +178,9 @@ pub fn table(candidates: &[KCandidate]) -> String {
 /// documented rule, and gives the segments ids and names.
 pub fn segment(
     features: &FeatureMatrix,
+    clustered_rows: &[usize],
+    rules: &[crate::rules::Rule],
+    matches: &crate::rules::RuleMatches,
     partners: &PartnersTable,
     previous: Option<&PreviousRun>,
     settings: &RunSettings,
@@ -265,29 +269,56 @@ pub fn segment(
         .into_iter()
         .nth(index)
         .context("the chosen fit")?;
-    let n_segments = fitted.centroids.nrows();
+    let n_kmeans = fitted.centroids.nrows();
     let previous_segment_id: Vec<Option<u32>> = partners
         .ids
         .iter()
         .map(|id| previous.and_then(|p| p.segment_of.get(id).copied()))
         .collect();
 
-    // Ids: inherit by majority overlap, else fresh above the high-water mark.
+    let n = partners.ids.len();
     let mut high_water = previous.map_or(0, |p| p.max_segment_id);
-    let mut ids: Vec<Option<u32>> = vec![None; n_segments];
+    let mut next_id = || {
+        high_water += 1;
+        high_water
+    };
+
+    // Rule segments keep their id by rule name.
+    let rule_ids: Vec<u32> = rules
+        .iter()
+        .map(|rule| {
+            previous
+                .and_then(|p| p.rule_ids.get(&rule.name).copied())
+                .unwrap_or_else(&mut next_id)
+        })
+        .collect();
+    let reserved: std::collections::HashSet<u32> = rule_ids
+        .iter()
+        .copied()
+        .chain(
+            previous
+                .map(|p| p.rule_ids.values().copied().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+        .collect();
+
+    // k-means segments inherit by majority overlap of their members, else get
+    // a fresh id above every id ever used.
+    let mut kmeans_ids: Vec<Option<u32>> = vec![None; n_kmeans];
     if previous.is_some() {
         let mut claimed: HashMap<u32, usize> = HashMap::new();
-        for (index, id) in ids.iter_mut().enumerate() {
+        for (index, id) in kmeans_ids.iter_mut().enumerate() {
             let mut overlap: BTreeMap<u32, usize> = BTreeMap::new();
-            for (member, old) in fitted.assignment.labels.iter().zip(&previous_segment_id) {
+            for (member, row) in fitted.assignment.labels.iter().zip(clustered_rows) {
                 if *member == index {
-                    if let Some(old) = old {
-                        *overlap.entry(*old).or_default() += 1;
+                    if let Some(old) = previous_segment_id[*row] {
+                        *overlap.entry(old).or_default() += 1;
                     }
                 }
             }
             let best = overlap
                 .iter()
+                .filter(|(old, _)| !reserved.contains(old))
                 .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
             if let Some((old, count)) = best {
                 if *count * 2 > fitted.sizes[index] && !claimed.contains_key(old) {
@@ -297,42 +328,71 @@ pub fn segment(
             }
         }
     }
-    let ids: Vec<u32> = ids
+    let kmeans_ids: Vec<u32> = kmeans_ids
         .into_iter()
-        .map(|id| {
-            id.unwrap_or_else(|| {
-                high_water += 1;
-                high_water
-            })
-        })
+        .map(|id| id.unwrap_or_else(&mut next_id))
         .collect();
-    let high_water = ids.iter().copied().max().unwrap_or(0).max(high_water);
+    let high_water = rule_ids
+        .iter()
+        .chain(&kmeans_ids)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(high_water);
 
-    let segments = (0..n_segments)
-        .map(|index| {
-            let (name, name_reason) = match previous.and_then(|p| p.segment_names.get(&ids[index]))
-            {
-                Some(name) => (
-                    name.clone(),
-                    "kept from the previous run (same segment id)".to_string(),
-                ),
-                None => name_segment(ids[index], fitted.centroids.row(index), &features.names),
-            };
-            SegmentInfo {
-                id: ids[index],
-                name,
-                source: SOURCE_KMEANS.into(),
-                size: fitted.sizes[index],
-                name_reason,
-            }
-        })
-        .collect();
+    // Assemble: non-empty rule segments first, then k-means segments.
+    let mut segments = Vec::new();
+    let mut rule_index = vec![usize::MAX; rules.len()];
+    for (index, rule) in rules.iter().enumerate() {
+        if matches.counts[index] > 0 {
+            rule_index[index] = segments.len();
+            segments.push(SegmentInfo {
+                id: rule_ids[index],
+                name: rule.segment_name.clone(),
+                source: format!("rule:{}", rule.name),
+                size: matches.counts[index],
+                name_reason: format!("partners matching rule `{}`: {}", rule.name, rule.condition),
+            });
+        }
+    }
+    let offset = segments.len();
+    for (index, kmeans_id) in kmeans_ids.iter().enumerate() {
+        let (name, name_reason) = match previous.and_then(|p| p.segment_names.get(kmeans_id)) {
+            Some(name) => (
+                name.clone(),
+                "kept from the previous run (same segment id)".to_string(),
+            ),
+            None => name_segment(*kmeans_id, fitted.centroids.row(index), &features.names),
+        };
+        segments.push(SegmentInfo {
+            id: *kmeans_id,
+            name,
+            source: SOURCE_KMEANS.into(),
+            size: fitted.sizes[index],
+            name_reason,
+        });
+    }
+    let mut member = vec![0usize; n];
+    let mut distance = vec![None; n];
+    let mut second = vec![None; n];
+    let mut margin = vec![None; n];
+    for (row, rule) in matches.rule_of.iter().enumerate() {
+        if let Some(rule) = rule {
+            member[row] = rule_index[*rule];
+        }
+    }
+    for (position, row) in clustered_rows.iter().enumerate() {
+        member[*row] = offset + fitted.assignment.labels[position];
+        distance[*row] = Some(fitted.assignment.distances[position]);
+        second[*row] = fitted.assignment.second[position].map(|s| offset + s);
+        margin[*row] = fitted.assignment.margins[position];
+    }
     Ok(Segments {
         segments,
-        member: fitted.assignment.labels,
-        distance: fitted.assignment.distances.into_iter().map(Some).collect(),
-        second: fitted.assignment.second,
-        margin: fitted.assignment.margins,
+        member,
+        distance,
+        second,
+        margin,
         previous_segment_id,
         centroids: fitted.centroids,
         inertia: fitted.inertia,

@@ -649,6 +649,17 @@ revenue = "revenue_12m"
 [[outcome]]
 name = "revenue"
 covariate = "revenue_pre"
+
+# Rule segments, decided before clustering, first match wins.
+[[rules]]
+name = "new"
+segment-name = "New partners"
+condition = "tenure_months < 6"
+
+[[rules]]
+name = "dormant"
+segment-name = "Dormant partners"
+condition = "days_since_last_deal > 180 && portal_logins_90d == 0"
 "#,
         seed = params.seed,
         period = params.periods[last],

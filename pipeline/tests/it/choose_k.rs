@@ -73,7 +73,13 @@ fn the_fallback_k_applies_when_no_k_passes() {
         .as_str()
         .is_some_and(|r| r.contains("fallback")));
     assert_eq!(selection["candidates"].as_array().map(Vec::len), Some(4));
-    assert_eq!(manifest(&out)["rows"]["segments"], 4);
+    let rule_segments = manifest(&out)["rule_segment_ids"]
+        .as_object()
+        .map_or(0, serde_json::Map::len) as u64;
+    assert_eq!(
+        manifest(&out)["rows"]["segments"].as_u64(),
+        Some(4 + rule_segments)
+    );
 }
 
 #[test]

@@ -138,6 +138,9 @@ fn the_example_configuration_documents_every_key_and_is_valid() {
         "floor",
         "holdout-share",
         "initial-weights",
+        "[[rules]]",
+        "condition",
+        "segment-name",
     ] {
         assert!(
             example.contains(key),

@@ -9,4 +9,5 @@ mod features_cli;
 mod generate_cli;
 mod ingest_refusals;
 mod peer_kmeans;
+mod rules_cli;
 mod run_e2e;

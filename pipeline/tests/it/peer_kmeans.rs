@@ -71,9 +71,13 @@ fn inertia_is_within_half_a_percent_of_scikit_learn_on_generated_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = generated(dir.path());
     let inputs = ingest(&settings).expect("valid");
-    let matrix = features::build(&inputs.partners, &settings.features)
-        .expect("features")
-        .matrix;
+    let matrix = features::build(
+        &inputs.partners,
+        &(0..inputs.partners.ids.len()).collect::<Vec<_>>(),
+        &settings.features,
+    )
+    .expect("features")
+    .matrix;
     let (ours, theirs) = (
         our_inertias(&matrix, 6),
         their_inertias(dir.path(), &matrix, 6),
@@ -180,9 +184,13 @@ fn archetypes_are_found_as_well_as_scikit_learn_and_the_sweep_picks_four() {
         &dir.path()
             .join(format!("truth/{}/archetypes.parquet", settings.period)),
     );
-    let matrix = features::build(&partners, &settings.features)
-        .expect("features")
-        .matrix;
+    let matrix = features::build(
+        &partners,
+        &(0..partners.ids.len()).collect::<Vec<_>>(),
+        &settings.features,
+    )
+    .expect("features")
+    .matrix;
     let truth_usize: Vec<usize> = truth.iter().map(|l| *l as usize).collect();
     let ours: Vec<f64> = SEEDS
         .iter()
