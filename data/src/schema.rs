@@ -144,6 +144,7 @@ pub fn documented() -> Vec<(&'static str, Arc<Schema>)> {
         ("lift", lift()),
         ("weights", weights()),
         ("assignments_next", assignments_next()),
+        ("migration", migration()),
     ]
 }
 
@@ -234,5 +235,14 @@ pub fn assignments_next() -> Arc<Schema> {
         Field::new(PARTNER_ID, DataType::Utf8, false),
         Field::new(SEGMENT_ID, DataType::UInt32, false),
         Field::new(SCHEME_ID, DataType::Utf8, false),
+    ]))
+}
+
+/// Schema of `migration.parquet`: partners by previous and current segment.
+pub fn migration() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("from_segment_id", DataType::UInt32, true),
+        Field::new("to_segment_id", DataType::UInt32, false),
+        Field::new("n_partners", DataType::UInt64, false),
     ]))
 }

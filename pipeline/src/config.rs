@@ -37,6 +37,8 @@ pub const DEFAULT_MIN_STABILITY: f64 = 0.8;
 pub const DEFAULT_SILHOUETTE_SAMPLE: usize = 10_000;
 /// Default bootstrap resamples.
 pub const DEFAULT_BOOTSTRAP: usize = 20;
+/// Default continuity threshold.
+pub const DEFAULT_CONTINUITY_THRESHOLD: f64 = 1.0;
 /// Default partners per bootstrap resample.
 pub const DEFAULT_BOOTSTRAP_SIZE: usize = 20_000;
 /// Default fewest partners per arm for a lift estimate.
@@ -111,6 +113,9 @@ pub struct RawSegments {
     pub bootstrap: Option<usize>,
     /// Partners per bootstrap resample (default 20,000).
     pub bootstrap_size: Option<usize>,
+    /// Largest distance (previous run's scaled space) at which a segment
+    /// keeps a previous segment's id (default 1.0).
+    pub continuity_threshold: Option<f64>,
     /// k-means++ restarts (default 3).
     pub restarts: Option<usize>,
     /// Iteration cap per restart (default 300).
@@ -289,6 +294,8 @@ pub struct SegmentSettings {
     pub bootstrap: usize,
     /// Rows per resample.
     pub bootstrap_size: usize,
+    /// Continuity threshold.
+    pub continuity_threshold: f64,
     /// Restarts.
     pub restarts: usize,
     /// Iteration cap.
@@ -704,6 +711,7 @@ impl RunSettings {
                 .unwrap_or(DEFAULT_SILHOUETTE_SAMPLE),
             bootstrap: segments.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
             bootstrap_size: segments.bootstrap_size.unwrap_or(DEFAULT_BOOTSTRAP_SIZE),
+            continuity_threshold: segments.continuity_threshold.unwrap_or(DEFAULT_CONTINUITY_THRESHOLD),
             restarts: segments
                 .restarts
                 .unwrap_or(segtune_models::segmentation::DEFAULT_N_RUNS),

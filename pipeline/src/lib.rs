@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod continuity;
 pub mod draw;
 pub mod evaluate;
 pub mod exit;

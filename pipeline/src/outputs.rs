@@ -188,6 +188,23 @@ pub fn write_assignments_next(
     )
 }
 
+/// `migration.parquet`: partners by previous and current segment.
+pub fn write_migration(dir: &Path, segments: &Segments) -> anyhow::Result<()> {
+    let mut counts: std::collections::BTreeMap<(Option<u32>, u32), u64> = std::collections::BTreeMap::new();
+    for (member, previous) in segments.member.iter().zip(&segments.previous_segment_id) {
+        *counts.entry((*previous, segments.segments[*member].id)).or_default() += 1;
+    }
+    write(
+        &dir.join("migration.parquet"),
+        schema::migration(),
+        vec![
+            array(counts.keys().map(|k| k.0), UInt32Array::from),
+            array(counts.keys().map(|k| k.1), UInt32Array::from),
+            array(counts.values().copied(), UInt64Array::from),
+        ],
+    )
+}
+
 /// Pretty JSON with a final newline.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;

@@ -31,6 +31,8 @@ pub struct PreviousRun {
     pub max_segment_id: u32,
     /// Segment id of each rule (by rule name).
     pub rule_ids: BTreeMap<String, u32>,
+    /// The saved transform and centroids, for continuity.
+    pub model: Option<crate::continuity::PreviousModel>,
 }
 
 fn problem(file: &Path, column: Option<&str>, message: String) -> Problem {
@@ -136,6 +138,11 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
                     }
                 }
             }
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("model.json")) {
+        if let Ok(model) = serde_json::from_str::<serde_json::Value>(&text) {
+            out.model = crate::continuity::PreviousModel::from_json(&model);
         }
     }
     let manifest_path = dir.join("manifest.json");

@@ -169,11 +169,12 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             outputs::write_profiles(&dir, &inputs.partners.numeric.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), &profiles)?;
             outputs::write_lift(&dir, &evaluation.rows)?;
             outputs::write_weights(&dir, &weights)?;
+            outputs::write_migration(&dir, &segments)?;
             outputs::write_assignments_next(&dir, &inputs.partners, &next)?;
             let model = serde_json::json!({
                 "features": features.names,
                 "transform": features.transform,
-                "segment_ids": segments.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
+                "kmeans_segment_ids": segments.segments.iter().filter(|s| s.source == crate::segment::SOURCE_KMEANS).map(|s| s.id).collect::<Vec<_>>(),
                 "centroids": segments.centroids.outer_iter().map(|row| row.to_vec()).collect::<Vec<_>>(),
             });
             outputs::write_json(&dir.join("model.json"), &model)
@@ -228,6 +229,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "k": segments.selection.chosen,
                 "rule_segments": segments.segments.iter().filter(|s| s.source.starts_with("rule:")).count(),
                 "k_selection": segments.selection,
+                "continuity": segments.continuity,
                 "inertia": segments.inertia,
                 "smallest_segment_share": smallest,
                 "strata": evaluation.strata,

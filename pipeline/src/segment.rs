@@ -59,6 +59,8 @@ pub struct Segments {
     pub segment_id_high_water: u32,
     /// How k was chosen.
     pub selection: KSelection,
+    /// How segment ids were carried over, in words.
+    pub continuity: String,
 }
 
 fn name_segment(
@@ -302,30 +304,43 @@ pub fn segment(
         )
         .collect();
 
-    // k-means segments inherit by majority overlap of their members, else get
-    // a fresh id above every id ever used.
+    // k-means segments keep the id of the previous segment they match by
+    // profile (continuity); without a usable previous model, by majority
+    // overlap of members; else they get a fresh id above every id ever used.
     let mut kmeans_ids: Vec<Option<u32>> = vec![None; n_kmeans];
-    if previous.is_some() {
-        let mut claimed: HashMap<u32, usize> = HashMap::new();
-        for (index, id) in kmeans_ids.iter_mut().enumerate() {
-            let mut overlap: BTreeMap<u32, usize> = BTreeMap::new();
-            for (member, row) in fitted.assignment.labels.iter().zip(clustered_rows) {
-                if *member == index {
-                    if let Some(old) = previous_segment_id[*row] {
-                        *overlap.entry(old).or_default() += 1;
+    let mut continuity = "first run: new ids".to_string();
+    if let Some(previous) = previous {
+        let in_previous_space = previous.model.as_ref().and_then(|m| m.transform_rows(partners, clustered_rows).map(|x| (m, x)));
+        if let Some((model, x)) = in_previous_space {
+            let means = crate::continuity::means_by_label(x.view(), &fitted.assignment.labels, n_kmeans);
+            let matched = crate::continuity::match_to_previous(means.view(), model.centroids.view(), settings.segments.continuity_threshold);
+            for (id, old) in kmeans_ids.iter_mut().zip(matched) {
+                *id = old.map(|old| model.segment_ids[old]).filter(|old| !reserved.contains(old));
+            }
+            continuity = format!(
+                "matched to the previous run's centroids (optimal assignment in its scaled space, threshold {})",
+                settings.segments.continuity_threshold
+            );
+        } else {
+            let mut claimed: HashMap<u32, usize> = HashMap::new();
+            for (index, id) in kmeans_ids.iter_mut().enumerate() {
+                let mut overlap: BTreeMap<u32, usize> = BTreeMap::new();
+                for (member, row) in fitted.assignment.labels.iter().zip(clustered_rows) {
+                    if *member == index {
+                        if let Some(old) = previous_segment_id[*row] {
+                            *overlap.entry(old).or_default() += 1;
+                        }
+                    }
+                }
+                let best = overlap.iter().filter(|(old, _)| !reserved.contains(old)).max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+                if let Some((old, count)) = best {
+                    if *count * 2 > fitted.sizes[index] && !claimed.contains_key(old) {
+                        claimed.insert(*old, index);
+                        *id = Some(*old);
                     }
                 }
             }
-            let best = overlap
-                .iter()
-                .filter(|(old, _)| !reserved.contains(old))
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
-            if let Some((old, count)) = best {
-                if *count * 2 > fitted.sizes[index] && !claimed.contains_key(old) {
-                    claimed.insert(*old, index);
-                    *id = Some(*old);
-                }
-            }
+            continuity = "the previous model could not be applied (its features differ): matched by majority overlap of members".into();
         }
     }
     let kmeans_ids: Vec<u32> = kmeans_ids
@@ -398,6 +413,7 @@ pub fn segment(
         inertia: fitted.inertia,
         segment_id_high_water: high_water,
         selection,
+        continuity,
     })
 }
 
