@@ -711,7 +711,9 @@ impl RunSettings {
                 .unwrap_or(DEFAULT_SILHOUETTE_SAMPLE),
             bootstrap: segments.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
             bootstrap_size: segments.bootstrap_size.unwrap_or(DEFAULT_BOOTSTRAP_SIZE),
-            continuity_threshold: segments.continuity_threshold.unwrap_or(DEFAULT_CONTINUITY_THRESHOLD),
+            continuity_threshold: segments
+                .continuity_threshold
+                .unwrap_or(DEFAULT_CONTINUITY_THRESHOLD),
             restarts: segments
                 .restarts
                 .unwrap_or(segtune_models::segmentation::DEFAULT_N_RUNS),

@@ -190,9 +190,12 @@ pub fn write_assignments_next(
 
 /// `migration.parquet`: partners by previous and current segment.
 pub fn write_migration(dir: &Path, segments: &Segments) -> anyhow::Result<()> {
-    let mut counts: std::collections::BTreeMap<(Option<u32>, u32), u64> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<(Option<u32>, u32), u64> =
+        std::collections::BTreeMap::new();
     for (member, previous) in segments.member.iter().zip(&segments.previous_segment_id) {
-        *counts.entry((*previous, segments.segments[*member].id)).or_default() += 1;
+        *counts
+            .entry((*previous, segments.segments[*member].id))
+            .or_default() += 1;
     }
     write(
         &dir.join("migration.parquet"),

@@ -310,12 +310,22 @@ pub fn segment(
     let mut kmeans_ids: Vec<Option<u32>> = vec![None; n_kmeans];
     let mut continuity = "first run: new ids".to_string();
     if let Some(previous) = previous {
-        let in_previous_space = previous.model.as_ref().and_then(|m| m.transform_rows(partners, clustered_rows).map(|x| (m, x)));
+        let in_previous_space = previous
+            .model
+            .as_ref()
+            .and_then(|m| m.transform_rows(partners, clustered_rows).map(|x| (m, x)));
         if let Some((model, x)) = in_previous_space {
-            let means = crate::continuity::means_by_label(x.view(), &fitted.assignment.labels, n_kmeans);
-            let matched = crate::continuity::match_to_previous(means.view(), model.centroids.view(), settings.segments.continuity_threshold);
+            let means =
+                crate::continuity::means_by_label(x.view(), &fitted.assignment.labels, n_kmeans);
+            let matched = crate::continuity::match_to_previous(
+                means.view(),
+                model.centroids.view(),
+                settings.segments.continuity_threshold,
+            );
             for (id, old) in kmeans_ids.iter_mut().zip(matched) {
-                *id = old.map(|old| model.segment_ids[old]).filter(|old| !reserved.contains(old));
+                *id = old
+                    .map(|old| model.segment_ids[old])
+                    .filter(|old| !reserved.contains(old));
             }
             continuity = format!(
                 "matched to the previous run's centroids (optimal assignment in its scaled space, threshold {})",
@@ -332,7 +342,10 @@ pub fn segment(
                         }
                     }
                 }
-                let best = overlap.iter().filter(|(old, _)| !reserved.contains(old)).max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+                let best = overlap
+                    .iter()
+                    .filter(|(old, _)| !reserved.contains(old))
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
                 if let Some((old, count)) = best {
                     if *count * 2 > fitted.sizes[index] && !claimed.contains_key(old) {
                         claimed.insert(*old, index);

@@ -17,8 +17,8 @@ use super::model::{
 };
 use crate::rng::{keyed_rng, period_key, Stream};
 
-const ENGAGEMENT_PERSISTENT_SD: f64 = 0.25;
-const ENGAGEMENT_PERIOD_SD: f64 = 0.20;
+const ENGAGEMENT_PERSISTENT_SD: f64 = 0.30;
+const ENGAGEMENT_PERIOD_SD: f64 = 0.10;
 const RATE_CONCENTRATION: f64 = 40.0;
 const TENURE_SHAPE: f64 = 4.0;
 const DAYS_SHAPE: f64 = 3.0;
@@ -91,6 +91,26 @@ pub(crate) fn gamma(rng: &mut ChaCha8Rng, shape: f64, mean: f64) -> f64 {
         return 0.0;
     }
     Gamma::new(shape, mean / shape).map_or(mean, |d| d.sample(rng))
+}
+
+/// A Poisson count at quantile `u` (exact inversion below rate 30, the normal
+/// approximation with `z` above): monotone in the rate for fixed `u` and `z`.
+pub(crate) fn poisson_quantile(u: f64, z: f64, lambda: f64) -> i64 {
+    if lambda.is_nan() || lambda <= 0.0 {
+        return 0;
+    }
+    if lambda >= 30.0 {
+        return (lambda + lambda.sqrt() * z).round().max(0.0) as i64;
+    }
+    let mut k = 0i64;
+    let mut probability = (-lambda).exp();
+    let mut cumulative = probability;
+    while u > cumulative && k < 1_000 {
+        k += 1;
+        probability *= lambda / k as f64;
+        cumulative += probability;
+    }
+    k
 }
 
 pub(crate) fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> i64 {
@@ -288,48 +308,71 @@ impl SlotHistory {
         let revenue_pre = (months_in(p - 1) > 0.0).then(|| revenue_of(p - 1));
         let revenue_12m: f64 = (p - 3..=p).map(revenue_of).sum();
         let key = [self.slot, 0, period_key(p)];
-        let mut rng = keyed_rng(seed, Stream::Features, key);
+        // Features are trailing-window measures: a partner's draws repeat from
+        // period to period (a persistent stream, keyed without the period) and
+        // move only with its engagement's small period shock, its revenue and
+        // its archetype. Period-to-period churn of the features is therefore
+        // as low as in real trailing-twelve-month data.
+        // One persistent substream per feature, so that one feature's draws
+        // never shift another's, and counts drawn by quantile (monotone in
+        // their rate), so that a small change of rate moves a count a little.
+        let stream = |feature: u64| keyed_rng(seed, Stream::Features, [self.slot, feature, 0]);
+        let period_shock = normal(&mut keyed_rng(seed, Stream::Features, key));
         let dormant = archetype == Archetype::Dormant;
         let engagement = profile.engagement_mean
             + ENGAGEMENT_PERSISTENT_SD * occupant.engagement
-            + ENGAGEMENT_PERIOD_SD * normal(&mut rng);
+            + ENGAGEMENT_PERIOD_SD * period_shock;
         let log_size = (revenue_12m.max(1.0)).ln();
-        let portal_logins = if dormant {
-            if rng.gen::<f64>() < 0.92 {
-                0
+        let portal_logins = {
+            let mut rng = stream(1);
+            let (u, z) = (rng.gen::<f64>(), normal(&mut rng));
+            if dormant {
+                if u < 0.92 {
+                    0
+                } else {
+                    poisson_quantile((u - 0.92) / 0.08, z, 1.5)
+                }
             } else {
-                poisson(&mut rng, 1.5)
+                poisson_quantile(u, z, (2.3 + 0.75 * engagement).exp())
             }
-        } else {
-            poisson(&mut rng, (2.3 + 0.75 * engagement).exp())
         };
         let training = {
             let mean = (1.8 + 0.8 * engagement).exp() * if dormant { 0.3 } else { 1.0 };
-            (gamma(&mut rng, 2.0, mean) * 2.0).round() / 2.0
+            (gamma(&mut stream(2), 2.0, mean) * 2.0).round() / 2.0
         };
-        let certifications = poisson(
-            &mut rng,
-            (0.2 + 0.5 * engagement + 0.25 * occupant.size).exp(),
-        );
+        let certifications = {
+            let mut rng = stream(3);
+            let (u, z) = (rng.gen::<f64>(), normal(&mut rng));
+            poisson_quantile(u, z, (0.2 + 0.5 * engagement + 0.25 * occupant.size).exp())
+        };
         let tenure_share = (f64::from(state.tenure_months) / 12.0).min(1.0);
         let deal_mean = if dormant {
             0.3
         } else {
             (1.6 + 0.35 * (log_size - 11.0) + 0.35 * engagement).exp() * tenure_share
         };
-        let deal_intensity = gamma(&mut rng, 3.0, deal_mean);
-        let deals = poisson(&mut rng, deal_intensity);
-        let win_rate = beta(&mut rng, profile.win_rate_mean, RATE_CONCENTRATION);
-        let mdf = beta(&mut rng, profile.mdf_mean, RATE_CONCENTRATION / 2.0);
-        let customer_intensity = gamma(
-            &mut rng,
-            3.0,
-            (0.8 + 0.5 * (log_size - 10.0)).exp() * if dormant { 0.5 } else { 1.0 },
-        );
-        let customers = poisson(&mut rng, customer_intensity);
-        let product_lines =
-            1 + Binomial::new(9, profile.product_line_p).map_or(0, |d| d.sample(&mut rng)) as i32;
+        let deals = {
+            let mut rng = stream(4);
+            let intensity = gamma(&mut rng, 3.0, deal_mean);
+            let (u, z) = (rng.gen::<f64>(), normal(&mut rng));
+            poisson_quantile(u, z, intensity)
+        };
+        let win_rate = beta(&mut stream(5), profile.win_rate_mean, RATE_CONCENTRATION);
+        let mdf = beta(&mut stream(6), profile.mdf_mean, RATE_CONCENTRATION / 2.0);
+        let customers = {
+            let mut rng = stream(7);
+            let intensity = gamma(
+                &mut rng,
+                3.0,
+                (0.8 + 0.5 * (log_size - 10.0)).exp() * if dormant { 0.5 } else { 1.0 },
+            );
+            let (u, z) = (rng.gen::<f64>(), normal(&mut rng));
+            poisson_quantile(u, z, intensity)
+        };
+        let product_lines = 1 + Binomial::new(9, profile.product_line_p)
+            .map_or(0, |d| d.sample(&mut stream(8))) as i32;
         let days_since_deal = {
+            let mut rng = stream(9);
             let days = if dormant {
                 180.0 + Exp::new(1.0 / 250.0).map_or(250.0, |d| d.sample(&mut rng))
             } else {
@@ -339,16 +382,18 @@ impl SlotHistory {
                 .round() as i32
         };
         let growth = profile.growth_mean
-            + profile.growth_sd * (0.8 * occupant.growth + 0.6 * normal(&mut rng));
-        let tier_score =
-            revenue_12m.max(1.0).ln() + 0.35 * normal(&mut rng) + 0.08 * certifications as f64;
+            + profile.growth_sd * (0.8 * occupant.growth + 0.6 * normal(&mut stream(10)));
+        let tier_score = revenue_12m.max(1.0).ln()
+            + 0.35 * normal(&mut stream(11))
+            + 0.08 * certifications as f64;
         let tier = match tier_score {
             s if s > 13.4 => 3,
             s if s > 12.1 => 2,
             s if s > 10.6 => 1,
             _ => 0,
         };
-        let mut nulls = keyed_rng(seed, Stream::Nulls, key);
+        // Missing values persist too (a field a partner never fills stays empty).
+        let mut nulls = keyed_rng(seed, Stream::Nulls, [self.slot, 0, 0]);
         let mut keep = |rate: f64| nulls.gen::<f64>() >= rate;
         let deal_rate = deal_mean / 4.0;
         let certification_rate = 0.25 * (0.5 * engagement).exp();

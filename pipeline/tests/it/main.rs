@@ -5,6 +5,7 @@
 mod choose_k;
 mod common;
 mod config_cli;
+mod continuity;
 mod features_cli;
 mod generate_cli;
 mod ingest_refusals;
