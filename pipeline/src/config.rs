@@ -253,7 +253,7 @@ pub struct InputPaths {
 }
 
 /// Resolved feature settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct FeatureSettings {
     /// Numeric columns; `None` means every numeric column of the partners table.
     pub numeric: Option<Vec<String>>,

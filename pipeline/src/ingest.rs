@@ -574,12 +574,16 @@ fn categorical(name: &str, values: Vec<Option<&str>>) -> CategoricalColumn {
 }
 
 /// The numeric feature columns: configured, or every numeric column of the first readable file.
-fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) -> Vec<String> {
-    if let Some(names) = &settings.features.numeric {
+fn numeric_feature_names(
+    partners_path: &Path,
+    features: &crate::config::FeatureSettings,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    if let Some(names) = &features.numeric {
         return names.clone();
     }
     let mut scratch = Vec::new();
-    for file in list_files(&settings.inputs.partners, &mut scratch) {
+    for file in list_files(partners_path, &mut scratch) {
         let Ok(handle) = std::fs::File::open(&file) else {
             continue;
         };
@@ -593,7 +597,7 @@ fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) ->
             .filter(|f| {
                 f.name() != PARTNER_ID
                     && is_numeric(f.data_type())
-                    && !settings.features.categorical.contains(f.name())
+                    && !features.categorical.contains(f.name())
             })
             .map(|f| f.name().clone())
             .collect();
@@ -612,8 +616,13 @@ fn numeric_feature_names(settings: &RunSettings, problems: &mut Vec<Problem>) ->
     Vec::new()
 }
 
-fn read_partners(settings: &RunSettings, problems: &mut Vec<Problem>) -> Option<PartnersTable> {
-    let numeric_names = numeric_feature_names(settings, problems);
+/// Reads the partners table at `path` with the given feature settings.
+pub fn read_partners(
+    path: &Path,
+    features: &crate::config::FeatureSettings,
+    problems: &mut Vec<Problem>,
+) -> Option<PartnersTable> {
+    let numeric_names = numeric_feature_names(path, features, problems);
     let mut specs = vec![ColumnSpec {
         name: PARTNER_ID.into(),
         role: Role::Key,
@@ -624,27 +633,27 @@ fn read_partners(settings: &RunSettings, problems: &mut Vec<Problem>) -> Option<
         role: Role::Numeric,
         required: true,
     }));
-    let revenue_is_feature = numeric_names.contains(&settings.features.revenue);
+    let revenue_is_feature = numeric_names.contains(&features.revenue);
     if !revenue_is_feature {
         specs.push(ColumnSpec {
-            name: settings.features.revenue.clone(),
+            name: features.revenue.clone(),
             role: Role::Numeric,
             required: true,
         });
     }
-    specs.extend(settings.features.categorical.iter().map(|n| ColumnSpec {
+    specs.extend(features.categorical.iter().map(|n| ColumnSpec {
         name: n.clone(),
         role: Role::Text,
         required: true,
     }));
-    let table = read_table(&settings.inputs.partners, &specs, problems)?;
+    let table = read_table(path, &specs, problems)?;
     let keys = check_keys(&table, problems);
     let mut numeric = Vec::new();
     for name in &numeric_names {
         let values = check_numeric(&table, name, &keys, true, problems);
         if values.iter().all(|v| v.is_nan()) {
             problems.push(Problem {
-                file: settings.inputs.partners.clone(),
+                file: path.to_path_buf(),
                 column: Some(name.clone()),
                 row: None,
                 partner_id: None,
@@ -659,16 +668,15 @@ fn read_partners(settings: &RunSettings, problems: &mut Vec<Problem>) -> Option<
     let revenue = if revenue_is_feature {
         numeric
             .iter()
-            .find(|c| c.name == settings.features.revenue)
+            .find(|c| c.name == features.revenue)
             .cloned()?
     } else {
         NumericColumn {
-            name: settings.features.revenue.clone(),
-            values: check_numeric(&table, &settings.features.revenue, &keys, true, problems),
+            name: features.revenue.clone(),
+            values: check_numeric(&table, &features.revenue, &keys, true, problems),
         }
     };
-    let categorical = settings
-        .features
+    let categorical = features
         .categorical
         .iter()
         .map(|name| categorical(name, table.strings(name)))
@@ -896,7 +904,7 @@ fn read_outcomes(
 /// Reads and checks every configured input. Returns every problem found.
 pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let mut problems = Vec::new();
-    let partners = read_partners(settings, &mut problems);
+    let partners = read_partners(&settings.inputs.partners, &settings.features, &mut problems);
     let index: HashMap<&str, u32> = partners
         .as_ref()
         .map(|p| {

@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod assign;
 pub mod config;
 pub mod continuity;
 pub mod draw;

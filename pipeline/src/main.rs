@@ -60,6 +60,12 @@ enum Command {
     /// configuration) that appears complete or not at all, and prints one JSON
     /// line with the run folder, run_id, periods and counts on stdout.
     Run(RunArgs),
+    /// Put partners into an existing run's segments, without re-clustering.
+    ///
+    /// Applies the run's rules, then its saved feature transform and
+    /// centroids; writes one row per partner with the columns of
+    /// segments.parquet.
+    Assign(AssignArgs),
     /// Check a configuration and its input data; writes nothing.
     ///
     /// Reports every problem found: configuration problems (exit 2) and data
@@ -139,6 +145,22 @@ struct RunArgs {
     no_progress: bool,
     #[command(flatten)]
     inputs: InputOverrides,
+}
+
+#[derive(Debug, Args)]
+struct AssignArgs {
+    /// The run folder whose segments to use.
+    #[arg(long, env = "SEGTUNE_RUN")]
+    run: PathBuf,
+    /// The partners to assign (a Parquet file or a folder of part files).
+    #[arg(long, env = "SEGTUNE_PARTNERS")]
+    partners: PathBuf,
+    /// The Parquet file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +368,10 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args),
         Command::Demo(args) => demo(&cli, args),
         Command::Run(args) => run(&cli, args),
+        Command::Assign(args) => {
+            segtune::assign::assign(&args.run, &args.partners, &args.out, args.force)
+                .and_then(|summary| Ok(println!("{}", serde_json::to_string(&summary)?)))
+        }
         Command::Validate(args) => validate(args),
     };
     match result {

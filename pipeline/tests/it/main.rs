@@ -2,6 +2,7 @@
 //! line on files written for the test and checks exit codes, messages and
 //! what was (not) written.
 
+mod assign_cli;
 mod choose_k;
 mod common;
 mod config_cli;
