@@ -40,8 +40,7 @@ fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
             path.parent().unwrap_or(path).display()
         ))
     })?;
-    Ok(serde_json::from_str(&text)
-        .with_context(|| format!("`{}` is not valid JSON", path.display()))?)
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
 }
 
 fn strings(value: &serde_json::Value) -> Vec<String> {
