@@ -281,6 +281,12 @@ fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn assign(args: &AssignArgs) -> anyhow::Result<()> {
+    let summary = segtune::assign::assign(&args.run, &args.partners, &args.out, args.force)?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
 /// Marks a folder as written by `segtune demo`, so a later demo may replace it.
 const DEMO_MARKER: &str = ".segtune-demo";
 
@@ -368,10 +374,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args),
         Command::Demo(args) => demo(&cli, args),
         Command::Run(args) => run(&cli, args),
-        Command::Assign(args) => {
-            segtune::assign::assign(&args.run, &args.partners, &args.out, args.force)
-                .and_then(|summary| Ok(println!("{}", serde_json::to_string(&summary)?)))
-        }
+        Command::Assign(args) => assign(args),
         Command::Validate(args) => validate(args),
     };
     match result {
