@@ -77,6 +77,18 @@ pub struct RawConfig {
     pub tuning: Option<RawTuning>,
     /// Rule segments, evaluated in order before clustering.
     pub rules: Option<Vec<RawRule>>,
+    /// Naming rules for k-means segments (default: the built-in ones).
+    pub names: Option<Vec<RawName>>,
+}
+
+/// One `[[names]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawName {
+    /// The segment name (required).
+    pub name: Option<String>,
+    /// Condition over the segment's profile (required).
+    pub when: Option<String>,
 }
 
 /// One `[[rules]]`.
@@ -367,7 +379,33 @@ pub struct RunSettings {
     pub tuning: TuningSettings,
     /// Rule segments, in order.
     pub rules: Vec<RuleSettings>,
+    /// Naming rules, in order.
+    pub names: Vec<NameRule>,
 }
+
+/// One naming rule: a name and a condition over a segment's profile (each
+/// feature's centroid value, in SDs from the average partner).
+#[derive(Debug, Clone, Serialize)]
+pub struct NameRule {
+    /// The name it gives.
+    pub name: String,
+    /// The condition.
+    pub when: String,
+    /// Configured (an unknown column is an error) or built in (skipped).
+    pub configured: bool,
+}
+
+/// The built-in naming rules, for the usual channel features; a rule whose
+/// columns a configuration lacks is skipped.
+pub const DEFAULT_NAMES: [(&str, &str); 4] = [
+    ("Top performers", "revenue_12m > 0.8"),
+    ("Growth partners", "revenue_growth > 0.6"),
+    ("Low engagement", "portal_logins_90d < -0.4"),
+    (
+        "Steady contributors",
+        "tenure_months > 0.2 && revenue_12m > -0.2",
+    ),
+];
 
 /// One resolved rule.
 #[derive(Debug, Clone, Serialize)]
@@ -957,6 +995,41 @@ impl RunSettings {
                 condition,
             });
         }
+        let names = match raw.names {
+            None => DEFAULT_NAMES
+                .iter()
+                .map(|(name, when)| NameRule {
+                    name: (*name).into(),
+                    when: (*when).into(),
+                    configured: false,
+                })
+                .collect(),
+            Some(raw_names) => {
+                let mut names = Vec::new();
+                for (index, raw_name) in raw_names.into_iter().enumerate() {
+                    let key = format!("names.{index}");
+                    let (Some(name), Some(when)) = (
+                        raw_name.name.filter(|n| !n.trim().is_empty()),
+                        raw_name.when,
+                    ) else {
+                        problem(&key, "needs a `name` and a `when`".into());
+                        continue;
+                    };
+                    if let Err(error) = crate::rules::Rule::parse(&name, &name, &when) {
+                        problem(&format!("{key}.when"), error.to_string());
+                    }
+                    if names.iter().any(|n: &NameRule| n.name == name) {
+                        problem(&format!("{key}.name"), format!("`{name}` is given twice"));
+                    }
+                    names.push(NameRule {
+                        name,
+                        when,
+                        configured: true,
+                    });
+                }
+                names
+            }
+        };
         let tune_outcome = evaluation
             .tune_outcome
             .clone()
@@ -1009,6 +1082,7 @@ impl RunSettings {
                 initial_weights,
             },
             rules,
+            names,
         };
         (Some(settings), problems)
     }

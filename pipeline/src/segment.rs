@@ -63,6 +63,66 @@ pub struct Segments {
     pub continuity: String,
 }
 
+/// Names k-means segments by the naming rules, in rule order: each rule
+/// names the largest still-unnamed segment whose profile matches it. A
+/// segment's profile is its centroid: per feature, its members' mean in
+/// standard deviations from the average partner (after the transforms).
+fn name_by_rules(
+    centroids: &Array2<f64>,
+    sizes: &[usize],
+    features: &[String],
+    names: &[crate::config::NameRule],
+) -> anyhow::Result<Vec<Option<(String, String)>>> {
+    let n = centroids.nrows();
+    let profiles = PartnersTable {
+        ids: (0..n).map(|i| i.to_string()).collect(),
+        numeric: features
+            .iter()
+            .enumerate()
+            .map(|(j, name)| crate::ingest::NumericColumn {
+                name: name.clone(),
+                values: centroids.column(j).to_vec(),
+            })
+            .collect(),
+        revenue: crate::ingest::NumericColumn {
+            name: String::new(),
+            values: vec![f64::NAN; n],
+        },
+        categorical: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut out: Vec<Option<(String, String)>> = vec![None; n];
+    for rule in names {
+        let parsed = crate::rules::Rule::parse(&rule.name, &rule.name, &rule.when)?;
+        // The default rules name columns that a configuration may not have: skip those.
+        if !rule.configured && parsed.columns().iter().any(|c| !features.contains(c)) {
+            continue;
+        }
+        let matches = crate::rules::apply(std::slice::from_ref(&parsed), &profiles)
+            .map_err(|e| crate::exit::UsageError(format!("naming {e}")))?;
+        let best = (0..n)
+            .filter(|i| matches.rule_of[*i].is_some() && out[*i].is_none())
+            .max_by_key(|i| (sizes[*i], std::cmp::Reverse(*i)));
+        if let Some(index) = best {
+            let values: Vec<String> = parsed
+                .columns()
+                .iter()
+                .filter_map(|c| {
+                    features
+                        .iter()
+                        .position(|f| f == c)
+                        .map(|j| format!("{c} {:+.2} SD", centroids[[index, j]]))
+                })
+                .collect();
+            out[index] = Some((
+                rule.name.clone(),
+                format!("naming rule `{}` ({})", rule.when, values.join(", ")),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn name_segment(
     id: u32,
     centroid: ndarray::ArrayView1<f64>,
@@ -384,13 +444,36 @@ pub fn segment(
         }
     }
     let offset = segments.len();
+    let by_rule = name_by_rules(
+        &fitted.centroids,
+        &fitted.sizes,
+        &features.names,
+        &settings.names,
+    )?;
     for (index, kmeans_id) in kmeans_ids.iter().enumerate() {
-        let (name, name_reason) = match previous.and_then(|p| p.segment_names.get(kmeans_id)) {
-            Some(name) => (
-                name.clone(),
-                "kept from the previous run (same segment id)".to_string(),
-            ),
+        let fresh = || match &by_rule[index] {
+            Some((name, reason)) => (name.clone(), reason.clone()),
             None => name_segment(*kmeans_id, fitted.centroids.row(index), &features.names),
+        };
+        let (name, name_reason) = match previous.and_then(|p| p.segment_names.get(kmeans_id)) {
+            Some(kept) => {
+                let fits = match settings.names.iter().find(|rule| &rule.name == kept) {
+                    // A rule name: it fits when that rule still names this segment.
+                    Some(_) => by_rule[index]
+                        .as_ref()
+                        .is_some_and(|(name, _)| name == kept),
+                    // A profile name ("Segment 3: ..."): it fits when the profile would give it again.
+                    None => fresh().0 == *kept,
+                };
+                let reason = if fits {
+                    "kept from the previous run (same segment id); the profile still fits the name"
+                        .to_string()
+                } else {
+                    format!("kept from the previous run (same segment id); NOTE: the profile no longer fits the name, it now reads as \"{}\"", fresh().0)
+                };
+                (kept.clone(), reason)
+            }
+            None => fresh(),
         };
         segments.push(SegmentInfo {
             id: *kmeans_id,

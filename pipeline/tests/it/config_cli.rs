@@ -141,6 +141,9 @@ fn the_example_configuration_documents_every_key_and_is_valid() {
         "[[rules]]",
         "condition",
         "segment-name",
+        "continuity-threshold",
+        "[[names]]",
+        "when",
     ] {
         assert!(
             example.contains(key),

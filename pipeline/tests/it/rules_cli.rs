@@ -86,3 +86,77 @@ fn rule_segments_come_first_and_keep_their_rule_name() {
         .iter()
         .any(|w| w["segment_name"] == "Dormant partners"));
 }
+
+#[test]
+fn segments_no_naming_rule_matches_get_a_neutral_profile_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (code, _, stderr) = run(segtune()
+        .args(["generate", "--partners", "3000", "--periods", "1", "--out"])
+        .arg(&data));
+    assert_eq!(code, 0, "{stderr}");
+    let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
+    std::fs::write(
+        data.join("names.toml"),
+        format!("{config}\n[[names]]\nname = \"Giants\"\nwhen = \"revenue_12m > 50\"\n"),
+    )
+    .expect("write");
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(segtune()
+        .arg("run")
+        .arg("--config")
+        .arg(data.join("names.toml"))
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let weights: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("weights.json")).expect("weights"))
+            .expect("json");
+    let names: std::collections::BTreeSet<&str> = weights
+        .iter()
+        .filter_map(|w| w["segment_name"].as_str())
+        .collect();
+    assert!(!names.contains("Giants"));
+    assert!(
+        names.iter().filter(|n| n.starts_with("Segment ")).count() >= 3,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| !n.contains("Top performers")),
+        "configured names replace the defaults: {names:?}"
+    );
+
+    std::fs::write(
+        data.join("bad-names.toml"),
+        format!("{config}\n[[names]]\nname = \"Visitors\"\nwhen = \"visits > 1\"\n"),
+    )
+    .expect("write");
+    let (code, _, stderr) = run(segtune()
+        .arg("run")
+        .arg("--config")
+        .arg(data.join("bad-names.toml"))
+        .arg("--out")
+        .arg(dir.path().join("bad")));
+    assert_eq!(code, 2, "{stderr}");
+    assert_mentions(&stderr, &["rule `Visitors`", "column `visits`"]);
+}
+
+#[test]
+fn the_default_names_follow_the_archetypes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("demo");
+    let (code, stdout, stderr) = run(segtune()
+        .args(["demo", "--partners", "20000", "--out"])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    for name in [
+        "New partners",
+        "Dormant partners",
+        "Top performers",
+        "Growth partners",
+        "Steady contributors",
+        "Low engagement",
+    ] {
+        assert!(stdout.contains(name), "{name} missing:\n{stdout}");
+    }
+}
