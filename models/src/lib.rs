@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod draw;
+pub mod drift;
 pub mod features;
 pub mod lift;
 pub mod segmentation;

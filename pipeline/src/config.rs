@@ -128,6 +128,8 @@ pub struct RawSegments {
     /// Largest distance (previous run's scaled space) at which a segment
     /// keeps a previous segment's id (default 1.0).
     pub continuity_threshold: Option<f64>,
+    /// Population stability index above which a feature's drift is flagged (default 0.2).
+    pub drift_threshold: Option<f64>,
     /// k-means++ restarts (default 3).
     pub restarts: Option<usize>,
     /// Iteration cap per restart (default 300).
@@ -308,6 +310,8 @@ pub struct SegmentSettings {
     pub bootstrap_size: usize,
     /// Continuity threshold.
     pub continuity_threshold: f64,
+    /// Drift warning threshold (PSI).
+    pub drift_threshold: f64,
     /// Restarts.
     pub restarts: usize,
     /// Iteration cap.
@@ -752,6 +756,7 @@ impl RunSettings {
             continuity_threshold: segments
                 .continuity_threshold
                 .unwrap_or(DEFAULT_CONTINUITY_THRESHOLD),
+            drift_threshold: segments.drift_threshold.unwrap_or(0.2),
             restarts: segments
                 .restarts
                 .unwrap_or(segtune_models::segmentation::DEFAULT_N_RUNS),

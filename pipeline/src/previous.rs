@@ -33,6 +33,8 @@ pub struct PreviousRun {
     pub rule_ids: BTreeMap<String, u32>,
     /// The saved transform and centroids, for continuity.
     pub model: Option<crate::continuity::PreviousModel>,
+    /// Per-feature bins, for drift.
+    pub drift_reference: Vec<segtune_models::drift::DriftReference>,
 }
 
 fn problem(file: &Path, column: Option<&str>, message: String) -> Problem {
@@ -143,6 +145,8 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
     if let Ok(text) = std::fs::read_to_string(dir.join("model.json")) {
         if let Ok(model) = serde_json::from_str::<serde_json::Value>(&text) {
             out.model = crate::continuity::PreviousModel::from_json(&model);
+            out.drift_reference =
+                serde_json::from_value(model["drift_reference"].clone()).unwrap_or_default();
         }
     }
     let manifest_path = dir.join("manifest.json");

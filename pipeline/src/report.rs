@@ -15,6 +15,17 @@ use crate::tune::WeightRow;
 
 const TEMPLATE: &str = include_str!("../templates/report.html");
 
+/// One feature's drift since the previous run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriftRow {
+    /// Feature.
+    pub feature: String,
+    /// Population stability index.
+    pub psi: f64,
+    /// Above the threshold.
+    pub warning: bool,
+}
+
 /// What the report shows about the run itself.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunHeader {
@@ -102,6 +113,10 @@ pub struct ReportInput<'a> {
     pub holdout_share: f64,
     /// How k was chosen.
     pub selection: &'a crate::segment::KSelection,
+    /// Drift per feature (empty on a first run).
+    pub drift: &'a [DriftRow],
+    /// Drift warning threshold.
+    pub drift_threshold: f64,
 }
 
 /// Renders the page.
@@ -176,6 +191,41 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         })
         .collect();
     let mut warnings = Vec::new();
+    for row in input.drift.iter().filter(|r| r.warning) {
+        warnings.push(format!(
+            "The distribution of {} moved since the previous run (population stability index {:.2}, above {}).",
+            row.feature, row.psi, input.drift_threshold
+        ));
+    }
+    for segment in input
+        .segments
+        .segments
+        .iter()
+        .filter(|s| s.name_reason.contains("no longer fits"))
+    {
+        warnings.push(format!("Segment {} keeps its name \"{}\" from the previous run, but its profile no longer fits it.", segment.id, segment.name));
+    }
+    // Migration: partners by previous and current segment.
+    let mut migration: std::collections::BTreeMap<(u32, u32), usize> =
+        std::collections::BTreeMap::new();
+    for (member, previous) in input
+        .segments
+        .member
+        .iter()
+        .zip(&input.segments.previous_segment_id)
+    {
+        if let Some(previous) = previous {
+            *migration
+                .entry((*previous, input.segments.segments[*member].id))
+                .or_default() += 1;
+        }
+    }
+    let to_ids: Vec<u32> = input.segments.segments.iter().map(|s| s.id).collect();
+    let from_ids: std::collections::BTreeSet<u32> = migration.keys().map(|k| k.0).collect();
+    let migration_rows: Vec<_> = from_ids
+        .iter()
+        .map(|from| context! { from => from, counts => to_ids.iter().map(|to| migration.get(&(*from, *to)).copied().unwrap_or(0)).collect::<Vec<_>>() })
+        .collect();
     if input.evaluation.n_without_stratum > 0 {
         warnings.push(format!(
             "{} assigned partners had no stratum (no segment_id and not in the previous run) and were left out of the lift.",
@@ -202,6 +252,9 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         profile_rows => profile_rows,
         lift => lift,
         weights => weights,
+        migration_to => to_ids,
+        migration_rows => migration_rows,
+        drift => input.drift.iter().map(|r| context! { feature => r.feature, psi => number(Some(r.psi), 3), warning => r.warning }).collect::<Vec<_>>(),
         candidates => input.selection.candidates.iter().map(|c| context! {
             k => c.k,
             chosen => c.k == input.selection.chosen,

@@ -176,9 +176,31 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "transform": features.transform,
                 "kmeans_segment_ids": segments.segments.iter().filter(|s| s.source == crate::segment::SOURCE_KMEANS).map(|s| s.id).collect::<Vec<_>>(),
                 "centroids": segments.centroids.outer_iter().map(|row| row.to_vec()).collect::<Vec<_>>(),
+                "drift_reference": inputs.partners.numeric.iter().map(|c| segtune_models::drift::DriftReference::fit(&c.name, &c.values)).collect::<Vec<_>>(),
             });
             outputs::write_json(&dir.join("model.json"), &model)
         })?;
+        let drift: Vec<crate::report::DriftRow> = previous
+            .as_ref()
+            .map(|p| {
+                p.drift_reference
+                    .iter()
+                    .filter_map(|reference| {
+                        let column = inputs
+                            .partners
+                            .numeric
+                            .iter()
+                            .find(|c| c.name == reference.feature)?;
+                        let psi = reference.psi(&column.values);
+                        Some(crate::report::DriftRow {
+                            feature: reference.feature.clone(),
+                            psi,
+                            warning: psi > settings.segments.drift_threshold,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let html = stages.time("report", || {
             report::render(&report::ReportInput {
                 header: report::RunHeader {
@@ -197,6 +219,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 fdr: settings.evaluation.fdr,
                 holdout_share: settings.tuning.holdout_share,
                 selection: &segments.selection,
+                drift: &drift,
+                drift_threshold: settings.segments.drift_threshold,
             })
         })?;
         fs_err::write(dir.join("report.html"), html)?;
@@ -230,6 +254,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "rule_segments": segments.segments.iter().filter(|s| s.source.starts_with("rule:")).count(),
                 "k_selection": segments.selection,
                 "continuity": segments.continuity,
+                "drift": drift,
                 "inertia": segments.inertia,
                 "smallest_segment_share": smallest,
                 "strata": evaluation.strata,

@@ -142,6 +142,7 @@ fn the_example_configuration_documents_every_key_and_is_valid() {
         "condition",
         "segment-name",
         "continuity-threshold",
+        "drift-threshold",
         "[[names]]",
         "when",
     ] {

@@ -223,6 +223,22 @@ fn segment_ids_hold_from_one_period_to_the_next() {
         worst * 100.0
     );
     assert!(root.join("run2/migration.parquet").exists());
+    let drift = manifest(&root.join("run2"))["quality"]["drift"]
+        .as_array()
+        .cloned()
+        .expect("drift");
+    assert_eq!(drift.len(), 12, "one row per feature");
+    assert!(
+        drift.iter().all(|d| d["psi"]
+            .as_f64()
+            .is_some_and(|psi| (0.0..0.2).contains(&psi))),
+        "default drift is small: {drift:?}"
+    );
+    let report = std::fs::read_to_string(root.join("run2/report.html")).expect("report");
+    assert!(
+        report.contains("Movement since the previous run")
+            && report.contains("population stability index")
+    );
 
     // 3. When k changes, the segments that persist keep their ids.
     let (code, _, stderr) = run(segtune()
