@@ -258,3 +258,136 @@ fn archetypes_are_found_as_well_as_scikit_learn_and_the_sweep_picks_four() {
         "the sweep chose {chosen:?}"
     );
 }
+
+#[test]
+fn with_rules_all_partners_are_segmented_at_least_as_well_as_by_scikit_learn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = generated(dir.path());
+    let run_dir = dir.path().join("run");
+    segtune::run::run(
+        &settings,
+        &segtune::run::RunOptions {
+            out: run_dir.clone(),
+            force: false,
+            progress: false,
+        },
+    )
+    .expect("runs");
+    let inputs = ingest(&settings).expect("valid");
+    let truth_path = dir
+        .path()
+        .join(format!("truth/{}/archetypes.parquet", settings.period));
+    // Archetype per partner, as integer labels in partners-table order.
+    let archetype_of: HashMap<String, String> = {
+        let file = std::fs::File::open(&truth_path).expect("truth");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        let mut out = HashMap::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let ids = batch
+                .column_by_name("partner_id")
+                .expect("ids")
+                .as_string::<i32>()
+                .clone();
+            let kinds = batch
+                .column_by_name("archetype")
+                .expect("kinds")
+                .as_string::<i32>()
+                .clone();
+            out.extend(
+                ids.iter()
+                    .zip(kinds.iter())
+                    .map(|(i, k)| (i.expect("id").to_string(), k.expect("kind").to_string())),
+            );
+        }
+        out
+    };
+    let names: Vec<String> = archetype_of
+        .values()
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let truth: Vec<i64> = inputs
+        .partners
+        .ids
+        .iter()
+        .map(|id| {
+            names
+                .iter()
+                .position(|n| *n == archetype_of[id])
+                .expect("known") as i64
+        })
+        .collect();
+    // segtune's labels: every segment, rule segments included.
+    let ours: Vec<usize> = {
+        let file = std::fs::File::open(run_dir.join("segments.parquet")).expect("segments");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        let mut by_partner = HashMap::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let ids = batch
+                .column_by_name("partner_id")
+                .expect("ids")
+                .as_string::<i32>()
+                .clone();
+            let segments = batch
+                .column_by_name("segment_id")
+                .expect("segments")
+                .as_primitive::<arrow_array::types::UInt32Type>()
+                .clone();
+            by_partner.extend(
+                ids.iter()
+                    .zip(segments.iter())
+                    .map(|(i, s)| (i.expect("id").to_string(), s.expect("segment") as usize)),
+            );
+        }
+        inputs
+            .partners
+            .ids
+            .iter()
+            .map(|id| by_partner[id])
+            .collect()
+    };
+    let truth_usize: Vec<usize> = truth.iter().map(|t| *t as usize).collect();
+    let our_ari = adjusted_rand_index(&ours, &truth_usize);
+    let k = ours.iter().collect::<std::collections::BTreeSet<_>>().len();
+    // scikit-learn: k-means with as many segments, on the same features of every partner.
+    let matrix = features::build(
+        &inputs.partners,
+        &(0..inputs.partners.ids.len()).collect::<Vec<_>>(),
+        &settings.features,
+    )
+    .expect("features")
+    .matrix;
+    let (matrix_path, labels_path) = (
+        dir.path().join("all.parquet"),
+        dir.path().join("labels.parquet"),
+    );
+    write_matrix(&matrix_path, matrix.view());
+    write_labels(&labels_path, &truth);
+    let mut args = vec![
+        matrix_path.to_string_lossy().into_owned(),
+        k.to_string(),
+        "3".into(),
+        "0".into(),
+    ];
+    args.extend([
+        "--labels".to_string(),
+        labels_path.to_string_lossy().into_owned(),
+    ]);
+    let theirs = run_peer("pipeline/tests/peer/kmeans_peer.py", &args)["ari"][0]
+        .as_f64()
+        .expect("ari");
+    eprintln!("all partners, {k} segments: ARI segtune (rules + k-means) {our_ari:.4}, scikit-learn k-means {theirs:.4}");
+    assert!(
+        our_ari >= theirs - 0.02,
+        "segtune {our_ari:.4} vs scikit-learn {theirs:.4}"
+    );
+}
