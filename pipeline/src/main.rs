@@ -301,7 +301,32 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
     let data = staged.path().join("data");
     fs_err::create_dir(&data)?;
     generator::generate(&params, &data).context("generation failed")?;
-    let settings = RunSettings::load(&data.join("segtune.toml"), &Overrides::default())?;
+    // The quarter before the last first, so that the last quarter's run has a
+    // previous run: stable ids, strata, migration and drift, as in production.
+    let config = fs_err::read_to_string(data.join("segtune.toml"))?;
+    let mut previous_run = None;
+    if let [.., before, last] = params.periods.as_slice() {
+        fs_err::write(
+            data.join("previous.toml"),
+            config.replace(last.as_str(), before.as_str()),
+        )?;
+        let settings = RunSettings::load(&data.join("previous.toml"), &Overrides::default())?;
+        let out = staged.path().join("runs").join(before);
+        segtune::run::run(
+            &settings,
+            &segtune::run::RunOptions {
+                out: out.clone(),
+                force: false,
+                progress: show_progress(cli, false),
+            },
+        )?;
+        previous_run = Some(out);
+    }
+    let overrides = Overrides {
+        previous_run,
+        ..Overrides::default()
+    };
+    let settings = RunSettings::load(&data.join("segtune.toml"), &overrides)?;
     let options = segtune::run::RunOptions {
         out: staged.path().join("run"),
         force: false,

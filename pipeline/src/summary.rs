@@ -27,6 +27,8 @@ pub fn for_people(
     seconds: f64,
 ) -> String {
     let mut out = String::new();
+    let mut segments = summary.segment_list.clone();
+    segments.sort_by_key(|s| s.id);
     let _ = writeln!(
         out,
         "segtune demo: {} partners over {} periods generated, {} evaluated, weights proposed for {} ({seconds:.1} s)\n",
@@ -36,7 +38,7 @@ pub fn for_people(
         summary.target_period
     );
     let _ = writeln!(out, "Segments");
-    for segment in &summary.segment_list {
+    for segment in &segments {
         let _ = writeln!(
             out,
             "  {:>3}  {:>9} partners  {}",
@@ -49,7 +51,7 @@ pub fn for_people(
         out,
         "\nTop lift per segment (per treated partner, 95 % interval)"
     );
-    for segment in &summary.segment_list {
+    for segment in &segments {
         let best = summary
             .lift
             .iter()
@@ -85,7 +87,7 @@ pub fn for_people(
         }
     }
     let _ = writeln!(out, "\nWeights for {}", summary.target_period);
-    for segment in &summary.segment_list {
+    for segment in &segments {
         let weights: Vec<String> = summary
             .weight_rows
             .iter()
@@ -97,7 +99,8 @@ pub fn for_people(
     let _ = writeln!(
         out,
         "\nOutputs in {}: report.html (open it in a browser), weights.parquet and weights.json, segments.parquet, \
-         segment_profiles.parquet, lift.parquet, assignments_next.parquet, manifest.json (run_id {})",
+         segment_profiles.parquet, lift.parquet, assignments_next.parquet, migration.parquet, manifest.json (run_id {}); \
+         the previous quarter's run, which gave this one its segment ids and strata, is beside it in runs/",
         run_dir.display(),
         summary.run_id
     );
