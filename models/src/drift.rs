@@ -14,7 +14,7 @@
 pub struct DriftReference {
     /// Feature name.
     pub feature: String,
-    /// Inner bin edges (ascending, distinct): values <= edge[i] fall in bin i.
+    /// Inner bin edges (ascending, distinct): values at most `edges[i]` fall in bin `i`.
     pub edges: Vec<f64>,
     /// Share of partners per bin (edges.len() + 1 bins), then the missing share.
     pub shares: Vec<f64>,

@@ -10,9 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::cast::AsArray;
 use plotters::prelude::*;
-use segtune::config::{Overrides, RunSettings};
-use segtune::run::{run, RunOptions};
-use segtune_data::generator::{generate, GeneratorParams};
 use segtune_notebooks::{table, Mode, Page};
 
 const PARTNERS: usize = 20_000;
@@ -94,26 +91,16 @@ fn forest_chart(rows: &[(String, f64, f64, f64)]) -> anyhow::Result<String> {
 fn main() -> anyhow::Result<()> {
     let mode = Mode::from_args()?;
     // 1. Seeded synthetic data: four quarters, with the truth kept apart.
-    let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
-    fs_err::create_dir(&data)?;
-    let params = GeneratorParams::new()
-        .with_partners(PARTNERS)
-        .with_seed(SEED)
-        .check()?;
-    generate(&params, &data)?;
-
-    // 2. The whole pipeline on the last quarter, with the generated configuration.
-    let settings = RunSettings::load(&data.join("segtune.toml"), &Overrides::default())?;
-    let run_dir = work.path().join("run");
-    let summary = run(
-        &settings,
-        &RunOptions {
-            out: run_dir.clone(),
-            force: false,
-            progress: false,
-        },
-    )?;
+    // Seeded synthetic data (the truth kept apart), and the whole pipeline
+    // on the last quarter with the generated configuration.
+    let segtune_notebooks::Walkthrough {
+        work: _work,
+        data,
+        params,
+        settings,
+        run_dir,
+        summary,
+    } = segtune_notebooks::generate_and_run(PARTNERS, SEED)?;
 
     // 3. Segments against the hidden archetypes.
     let period = &settings.period;

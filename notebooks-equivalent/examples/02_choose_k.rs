@@ -9,9 +9,6 @@
 //! `cargo run -p segtune-notebooks --example 02_choose_k [-- --mode write|check|dry-run]`
 
 use plotters::prelude::*;
-use segtune::config::{Overrides, RunSettings};
-use segtune::run::{run, RunOptions};
-use segtune_data::generator::{generate, GeneratorParams};
 use segtune_notebooks::{table, Mode, Page};
 
 const PARTNERS: usize = 20_000;
@@ -152,24 +149,15 @@ fn profile_chart(
 
 fn main() -> anyhow::Result<()> {
     let mode = Mode::from_args()?;
-    let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
-    fs_err::create_dir(&data)?;
-    let params = GeneratorParams::new()
-        .with_partners(PARTNERS)
-        .with_seed(SEED)
-        .check()?;
-    generate(&params, &data)?;
-    let settings = RunSettings::load(&data.join("segtune.toml"), &Overrides::default())?;
-    let run_dir = work.path().join("run");
-    let summary = run(
-        &settings,
-        &RunOptions {
-            out: run_dir.clone(),
-            force: false,
-            progress: false,
-        },
-    )?;
+    // Seeded synthetic data (the truth kept apart), and the whole pipeline
+    // on the last quarter with the generated configuration.
+    let segtune_notebooks::Walkthrough {
+        work: _work,
+        settings,
+        run_dir,
+        summary,
+        ..
+    } = segtune_notebooks::generate_and_run(PARTNERS, SEED)?;
     let manifest: serde_json::Value =
         serde_json::from_str(&fs_err::read_to_string(run_dir.join("manifest.json"))?)?;
     let model: serde_json::Value =

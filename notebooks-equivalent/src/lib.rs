@@ -88,6 +88,56 @@ impl Page {
     }
 }
 
+/// A generated program and segtune's run on its last period.
+pub struct Walkthrough {
+    /// Keeps the files alive.
+    pub work: tempfile::TempDir,
+    /// The generated data.
+    pub data: PathBuf,
+    /// The generator's parameters.
+    pub params: segtune_data::generator::GeneratorValidParams,
+    /// The run's settings (the generated configuration).
+    pub settings: segtune::config::RunSettings,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// What the run did.
+    pub summary: segtune::run::RunSummary,
+}
+
+/// Generates `partners` partners (seed `seed`, default periods) and runs
+/// segtune on the last period with the generated configuration.
+pub fn generate_and_run(partners: usize, seed: u64) -> anyhow::Result<Walkthrough> {
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("data");
+    fs_err::create_dir(&data)?;
+    let params = segtune_data::generator::GeneratorParams::new()
+        .with_partners(partners)
+        .with_seed(seed)
+        .check()?;
+    segtune_data::generator::generate(&params, &data)?;
+    let settings = segtune::config::RunSettings::load(
+        &data.join("segtune.toml"),
+        &segtune::config::Overrides::default(),
+    )?;
+    let run_dir = work.path().join("run");
+    let summary = segtune::run::run(
+        &settings,
+        &segtune::run::RunOptions {
+            out: run_dir.clone(),
+            force: false,
+            progress: false,
+        },
+    )?;
+    Ok(Walkthrough {
+        work,
+        data,
+        params,
+        settings,
+        run_dir,
+        summary,
+    })
+}
+
 /// A Markdown table.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = format!(

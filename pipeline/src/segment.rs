@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use ndarray::Array2;
-use segtune_models::segmentation::selection::{choose, gate_failures, sweep, Gates, SweepParams};
+use segtune_models::segmentation::selection::{
+    choose, gate_failures, sweep, Gates, KScore, SweepParams,
+};
 
 use crate::config::RunSettings;
 use crate::features::FeatureMatrix;
@@ -166,23 +168,12 @@ fn name_segment(
     )
 }
 
-/// The scores of one candidate k, as written to the manifest and the report.
+/// The scores of one candidate k and its gates, as written to the manifest and the report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct KCandidate {
-    /// k.
-    pub k: usize,
-    /// Sum of squared distances (scaled space).
-    pub inertia: f64,
-    /// Mean silhouette.
-    pub silhouette: f64,
-    /// Calinski-Harabasz.
-    pub calinski_harabasz: f64,
-    /// Davies-Bouldin.
-    pub davies_bouldin: f64,
-    /// Smallest segment's share of the clustered partners.
-    pub smallest_share: f64,
-    /// Mean bootstrap adjusted Rand index.
-    pub stability: f64,
+    /// The scores.
+    #[serde(flatten)]
+    pub score: KScore,
     /// Whether it passed the gates.
     pub passed: bool,
     /// Why it did not.
@@ -220,12 +211,12 @@ pub fn table(candidates: &[KCandidate]) -> String {
     for c in candidates {
         out.push_str(&format!(
             "\n  {:>2}  {:>10.4}  {:>17.1}  {:>14.4}  {:>13.1}%  {:>9.3}  {}",
-            c.k,
-            c.silhouette,
-            c.calinski_harabasz,
-            c.davies_bouldin,
-            c.smallest_share * 100.0,
-            c.stability,
+            c.score.k,
+            c.score.silhouette,
+            c.score.calinski_harabasz,
+            c.score.davies_bouldin,
+            c.score.smallest_share * 100.0,
+            c.score.stability,
             if c.passed {
                 "pass".to_string()
             } else {
@@ -273,13 +264,7 @@ pub fn segment(
         .map(|score| {
             let failures = gate_failures(score, &gates);
             KCandidate {
-                k: score.k,
-                inertia: score.inertia,
-                silhouette: score.silhouette,
-                calinski_harabasz: score.calinski_harabasz,
-                davies_bouldin: score.davies_bouldin,
-                smallest_share: score.smallest_share,
-                stability: score.stability,
+                score: score.clone(),
                 passed: failures.is_empty(),
                 failures,
             }

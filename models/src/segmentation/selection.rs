@@ -220,6 +220,7 @@ pub struct SweepParams {
 
 /// The scores of one k.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KScore {
     /// k.
     pub k: usize,

@@ -1,38 +1,6 @@
 //! `segtune assign` gives the same segment as the full run, for partners in both.
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
-
-use crate::common::{assert_mentions, run, segtune};
-
-fn segments_of(path: &Path) -> HashMap<String, u32> {
-    let file = std::fs::File::open(path).expect("exists");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut out = HashMap::new();
-    for batch in reader {
-        let batch = batch.expect("batch");
-        let ids = batch
-            .column_by_name("partner_id")
-            .expect("ids")
-            .as_string::<i32>()
-            .clone();
-        let segments = batch
-            .column_by_name("segment_id")
-            .expect("segments")
-            .as_primitive::<UInt32Type>()
-            .clone();
-        for (id, segment) in ids.iter().zip(segments.iter()) {
-            out.insert(id.expect("id").to_string(), segment.expect("segment"));
-        }
-    }
-    out
-}
+use crate::common::{assert_mentions, run, segment_of, segtune};
 
 #[test]
 fn assign_gives_the_same_segments_as_the_run() {
@@ -64,8 +32,8 @@ fn assign_gives_the_same_segments_as_the_run() {
     assert_eq!(code, 0, "{stderr}");
     assert_mentions(&stdout, &["\"partners\":", "\"segments\":"]);
     let (from_run, assigned) = (
-        segments_of(&run_dir.join("segments.parquet")),
-        segments_of(&out),
+        segment_of(&run_dir.join("segments.parquet")),
+        segment_of(&out),
     );
     assert_eq!(from_run.len(), assigned.len());
     let differ = from_run
@@ -86,7 +54,7 @@ fn assign_gives_the_same_segments_as_the_run() {
         .arg(&other));
     assert_eq!(code, 0, "{stderr}");
     let known: std::collections::HashSet<u32> = from_run.values().copied().collect();
-    assert!(segments_of(&other).values().all(|s| known.contains(s)));
+    assert!(segment_of(&other).values().all(|s| known.contains(s)));
 
     // An existing output needs --force.
     let (code, _, stderr) = run(segtune()

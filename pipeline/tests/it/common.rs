@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -316,4 +318,117 @@ pub fn write_labels(path: &Path, labels: &[i64]) {
         path,
         vec![Col::Int("label", labels.iter().map(|l| Some(*l)).collect())],
     );
+}
+
+/// A Parquet file's schema and batches.
+pub fn read(path: &Path) -> (arrow_schema::SchemaRef, Vec<RecordBatch>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet");
+    let schema = builder.schema().clone();
+    let batches = builder
+        .build()
+        .expect("reader")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("batches");
+    (schema, batches)
+}
+
+/// A text column.
+pub fn strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .expect(name)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A Float64 column.
+pub fn floats(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .expect(name)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A UInt32 column.
+pub fn u32s(batches: &[RecordBatch], name: &str) -> Vec<Option<u32>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .expect(name)
+                .as_primitive::<UInt32Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A UInt64 column.
+pub fn u64s(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .expect(name)
+                .as_primitive::<UInt64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// (key, value) rows of two columns: the key text, the value text or a UInt32 as text.
+pub fn pairs(path: &Path, key: &str, value: &str) -> Vec<(String, Option<String>)> {
+    let file = std::fs::File::open(path).expect("exists");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let keys = batch
+            .column_by_name(key)
+            .expect("key")
+            .as_string::<i32>()
+            .clone();
+        let column = batch.column_by_name(value).expect("value");
+        let values: Vec<Option<String>> = match column.as_primitive_opt::<UInt32Type>() {
+            Some(ids) => ids.iter().map(|v| v.map(|v| v.to_string())).collect(),
+            None => column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect(),
+        };
+        out.extend(keys.iter().map(|k| k.expect("key").to_string()).zip(values));
+    }
+    out
+}
+
+/// Segment id per partner from a segments-shaped Parquet file.
+pub fn segment_of(path: &Path) -> std::collections::HashMap<String, u32> {
+    pairs(path, "partner_id", "segment_id")
+        .into_iter()
+        .map(|(partner, segment)| {
+            (
+                partner,
+                segment.and_then(|s| s.parse().ok()).expect("a segment id"),
+            )
+        })
+        .collect()
 }

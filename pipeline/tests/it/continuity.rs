@@ -5,38 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
-
-use crate::common::{run, segtune};
-
-fn read_pairs(path: &Path, key: &str, value: &str) -> Vec<(String, Option<String>)> {
-    let file = std::fs::File::open(path).expect("exists");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.expect("batch");
-        let keys = batch
-            .column_by_name(key)
-            .expect("key")
-            .as_string::<i32>()
-            .clone();
-        let column = batch.column_by_name(value).expect("value");
-        let values: Vec<Option<String>> = match column.as_primitive_opt::<UInt32Type>() {
-            Some(ids) => ids.iter().map(|v| v.map(|v| v.to_string())).collect(),
-            None => column
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect(),
-        };
-        out.extend(keys.iter().map(|k| k.expect("key").to_string()).zip(values));
-    }
-    out
-}
+use crate::common::{pairs, run, segtune};
 
 struct TwoPeriods {
     _dir: tempfile::TempDir,
@@ -92,7 +61,7 @@ fn manifest(run_dir: &Path) -> serde_json::Value {
 fn segment_ids_hold_from_one_period_to_the_next() {
     let periods = two_periods();
     let root = &periods.root;
-    let first: HashMap<String, String> = read_pairs(
+    let first: HashMap<String, String> = pairs(
         &root.join("run1/segments.parquet"),
         "partner_id",
         "segment_id",
@@ -100,19 +69,19 @@ fn segment_ids_hold_from_one_period_to_the_next() {
     .into_iter()
     .map(|(k, v)| (k, v.expect("id")))
     .collect();
-    let second = read_pairs(
+    let second = pairs(
         &root.join("run2/segments.parquet"),
         "partner_id",
         "segment_id",
     );
-    let archetype_now: HashMap<String, Option<String>> = read_pairs(
+    let archetype_now: HashMap<String, Option<String>> = pairs(
         &root.join("data/truth/2026-Q1/archetypes.parquet"),
         "partner_id",
         "archetype",
     )
     .into_iter()
     .collect();
-    let archetype_before: HashMap<String, Option<String>> = read_pairs(
+    let archetype_before: HashMap<String, Option<String>> = pairs(
         &root.join("data/truth/2026-Q1/archetypes.parquet"),
         "partner_id",
         "previous_archetype",
@@ -177,7 +146,7 @@ fn segment_ids_hold_from_one_period_to_the_next() {
         .collect();
     let stands_before = majority(&first_list, &archetype_before);
     let stands_now = majority(&second, &archetype_now);
-    let migration = read_pairs(
+    let migration = pairs(
         &root.join("run2/segments.parquet"),
         "partner_id",
         "previous_segment_id",

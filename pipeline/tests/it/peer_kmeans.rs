@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow_array::cast::AsArray;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
@@ -18,7 +17,7 @@ use segtune_models::segmentation::selection::{
 };
 use segtune_models::segmentation::SegmentationParams;
 
-use crate::common::{run_peer, write_labels, write_matrix};
+use crate::common::{pairs, run_peer, segment_of, write_labels, write_matrix};
 
 const SEEDS: [u64; 5] = [0, 1, 2, 3, 4];
 
@@ -122,28 +121,10 @@ fn inertia_is_within_half_a_percent_of_scikit_learn_on_twenty_overlapping_blobs(
 
 /// The partners of the four archetypes meant for clustering, with their archetype.
 fn clustered_only(partners: &PartnersTable, truth: &Path) -> (PartnersTable, Vec<i64>) {
-    let file = std::fs::File::open(truth).expect("truth");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut archetype_of = HashMap::new();
-    for batch in reader {
-        let batch = batch.expect("batch");
-        let ids = batch
-            .column_by_name("partner_id")
-            .expect("ids")
-            .as_string::<i32>()
-            .clone();
-        let kinds = batch
-            .column_by_name("archetype")
-            .expect("archetypes")
-            .as_string::<i32>()
-            .clone();
-        for (id, kind) in ids.iter().zip(kinds.iter()) {
-            archetype_of.insert(id.expect("id").to_string(), kind.expect("kind").to_string());
-        }
-    }
+    let archetype_of: HashMap<String, String> = pairs(truth, "partner_id", "archetype")
+        .into_iter()
+        .map(|(partner, archetype)| (partner, archetype.expect("archetype")))
+        .collect();
     let clustered = [
         "top_performer",
         "growth_partner",
@@ -278,33 +259,10 @@ fn with_rules_all_partners_are_segmented_at_least_as_well_as_by_scikit_learn() {
         .path()
         .join(format!("truth/{}/archetypes.parquet", settings.period));
     // Archetype per partner, as integer labels in partners-table order.
-    let archetype_of: HashMap<String, String> = {
-        let file = std::fs::File::open(&truth_path).expect("truth");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        let mut out = HashMap::new();
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let ids = batch
-                .column_by_name("partner_id")
-                .expect("ids")
-                .as_string::<i32>()
-                .clone();
-            let kinds = batch
-                .column_by_name("archetype")
-                .expect("kinds")
-                .as_string::<i32>()
-                .clone();
-            out.extend(
-                ids.iter()
-                    .zip(kinds.iter())
-                    .map(|(i, k)| (i.expect("id").to_string(), k.expect("kind").to_string())),
-            );
-        }
-        out
-    };
+    let archetype_of: HashMap<String, String> = pairs(&truth_path, "partner_id", "archetype")
+        .into_iter()
+        .map(|(partner, archetype)| (partner, archetype.expect("archetype")))
+        .collect();
     let names: Vec<String> = archetype_of
         .values()
         .cloned()
@@ -323,38 +281,13 @@ fn with_rules_all_partners_are_segmented_at_least_as_well_as_by_scikit_learn() {
         })
         .collect();
     // segtune's labels: every segment, rule segments included.
-    let ours: Vec<usize> = {
-        let file = std::fs::File::open(run_dir.join("segments.parquet")).expect("segments");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        let mut by_partner = HashMap::new();
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let ids = batch
-                .column_by_name("partner_id")
-                .expect("ids")
-                .as_string::<i32>()
-                .clone();
-            let segments = batch
-                .column_by_name("segment_id")
-                .expect("segments")
-                .as_primitive::<arrow_array::types::UInt32Type>()
-                .clone();
-            by_partner.extend(
-                ids.iter()
-                    .zip(segments.iter())
-                    .map(|(i, s)| (i.expect("id").to_string(), s.expect("segment") as usize)),
-            );
-        }
-        inputs
-            .partners
-            .ids
-            .iter()
-            .map(|id| by_partner[id])
-            .collect()
-    };
+    let segment = segment_of(&run_dir.join("segments.parquet"));
+    let ours: Vec<usize> = inputs
+        .partners
+        .ids
+        .iter()
+        .map(|id| segment[id] as usize)
+        .collect();
     let truth_usize: Vec<usize> = truth.iter().map(|t| *t as usize).collect();
     let our_ari = adjusted_rand_index(&ours, &truth_usize);
     let k = ours.iter().collect::<std::collections::BTreeSet<_>>().len();

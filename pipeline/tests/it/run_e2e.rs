@@ -5,78 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
 use arrow_array::RecordBatch;
 use segtune_data::schema;
 
-use crate::common::{assert_mentions, listing, run, segtune};
-
-fn read(path: &Path) -> (arrow_schema::SchemaRef, Vec<RecordBatch>) {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet");
-    let schema = builder.schema().clone();
-    let batches = builder
-        .build()
-        .expect("reader")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("batches");
-    (schema, batches)
-}
-
-fn strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .expect(name)
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn floats(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .expect(name)
-                .as_primitive::<Float64Type>()
-                .iter()
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn u32s(batches: &[RecordBatch], name: &str) -> Vec<Option<u32>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .expect(name)
-                .as_primitive::<UInt32Type>()
-                .iter()
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn u64s(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .expect(name)
-                .as_primitive::<UInt64Type>()
-                .iter()
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
+use crate::common::{assert_mentions, floats, listing, read, run, segtune, strings, u32s, u64s};
 
 fn demo(dir: &Path, partners: usize) -> PathBuf {
     let out = dir.join("demo");
