@@ -3,7 +3,7 @@
 
 use segtune_data::generator::{generate, GeneratorParams};
 
-use crate::common::tree_bytes;
+use crate::common::{read_batches, tree_bytes};
 
 fn generate_with_threads(
     params: GeneratorParams,
@@ -118,45 +118,31 @@ fn invalid_parameters_are_refused() {
 
 fn read_column_f64(path: &std::path::Path, name: &str) -> Vec<Option<f64>> {
     use arrow_array::cast::AsArray;
-    let file = std::fs::File::open(path).expect("exists");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.expect("batch");
-        out.extend(
-            batch
-                .column_by_name(name)
+    read_batches(path)
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
                 .expect("column")
                 .as_primitive::<arrow_array::types::Float64Type>()
-                .iter(),
-        );
-    }
-    out
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn read_column_str(path: &std::path::Path, name: &str) -> Vec<String> {
     use arrow_array::cast::AsArray;
-    let file = std::fs::File::open(path).expect("exists");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.expect("batch");
-        out.extend(
-            batch
-                .column_by_name(name)
+    read_batches(path)
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
                 .expect("column")
                 .as_string::<i32>()
                 .iter()
-                .map(|v| v.unwrap_or_default().to_string()),
-        );
-    }
-    out
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
