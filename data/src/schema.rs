@@ -142,6 +142,8 @@ pub fn documented() -> Vec<(&'static str, Arc<Schema>)> {
         ("segments", segments()),
         ("segment_profiles", segment_profiles(&[])),
         ("lift", lift()),
+        ("power", power()),
+        ("randomisation", randomisation()),
         ("weights", weights()),
         ("assignments_next", assignments_next()),
         ("migration", migration()),
@@ -212,6 +214,41 @@ pub fn lift() -> Arc<Schema> {
         float("roi"),
         Field::new("method", DataType::Utf8, false),
         Field::new("n_treated_missing_outcome", DataType::UInt64, false),
+        Field::new("covariate", DataType::Utf8, false),
+        float("se_unadjusted"),
+        float("boot_ci_low"),
+        float("boot_ci_high"),
+    ]))
+}
+
+/// Schema of `power.parquet`: per outcome and segment, the holdout share
+/// that detects the configured minimum effect.
+pub fn power() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new("n_partners", DataType::UInt64, false),
+        Field::new("min_effect", DataType::Float64, false),
+        Field::new("holdout_share", DataType::Float64, false),
+        Field::new("mde_at_holdout_share", DataType::Float64, true),
+        Field::new("recommended_holdout_share", DataType::Float64, true),
+        Field::new("reachable", DataType::Boolean, false),
+    ]))
+}
+
+/// Schema of `randomisation.parquet`: each stratum's arm counts against the
+/// published shares (sample ratio mismatch).
+pub fn randomisation() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new(SEGMENT_ID, DataType::UInt32, false),
+        Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new("n_observed", DataType::UInt64, false),
+        Field::new("expected_share", DataType::Float64, false),
+        Field::new("n_expected", DataType::Float64, false),
+        Field::new("chi_square", DataType::Float64, false),
+        Field::new("df", DataType::UInt32, false),
+        Field::new("p_value", DataType::Float64, false),
+        Field::new("mismatch", DataType::Boolean, false),
     ]))
 }
 

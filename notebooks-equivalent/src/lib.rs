@@ -126,6 +126,7 @@ pub fn generate_and_run(partners: usize, seed: u64) -> anyhow::Result<Walkthroug
             out: run_dir.clone(),
             force: false,
             progress: false,
+            dump_design: None,
         },
     )?;
     Ok(Walkthrough {

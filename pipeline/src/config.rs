@@ -45,6 +45,8 @@ pub const DEFAULT_BOOTSTRAP_SIZE: usize = 20_000;
 pub const DEFAULT_MIN_N_PER_ARM: usize = 30;
 /// Default false discovery rate for `significant`.
 pub const DEFAULT_FDR: f64 = 0.10;
+/// Default sample-ratio p-value below which a segment's evidence is refused.
+pub const DEFAULT_SRM_P_THRESHOLD: f64 = 0.001;
 /// Default lowest weight of a scheme.
 pub const DEFAULT_FLOOR: f64 = 0.05;
 /// Default holdout share.
@@ -148,6 +150,10 @@ pub struct RawEvaluation {
     pub fdr: Option<f64>,
     /// The outcome that drives tuning (default: the first `[[outcome]]`).
     pub tune_outcome: Option<String>,
+    /// Sample-ratio p-value below which a segment is not tuned (default 0.001).
+    pub srm_p_threshold: Option<f64>,
+    /// Bootstrap resamples per cell for bootstrap intervals (default 0: off).
+    pub bootstrap: Option<usize>,
 }
 
 /// `[tuning]`.
@@ -236,6 +242,8 @@ pub struct RawOutcome {
     pub covariate: Option<String>,
     /// Money per unit of outcome (default: the margin rate).
     pub value_per_unit: Option<f64>,
+    /// Smallest lift worth detecting, outcome units per partner (default: none).
+    pub min_effect: Option<f64>,
 }
 
 /// Overrides from the command line or the environment.
@@ -329,6 +337,10 @@ pub struct EvaluationSettings {
     pub fdr: f64,
     /// The outcome that drives tuning (`None` when no outcome is configured).
     pub tune_outcome: Option<String>,
+    /// Sample-ratio p-value below which a segment is not tuned.
+    pub srm_p_threshold: f64,
+    /// Bootstrap resamples per cell (0: no bootstrap intervals).
+    pub bootstrap: usize,
 }
 
 /// Resolved tuning settings.
@@ -353,6 +365,8 @@ pub struct OutcomeSettings {
     pub covariate: Option<String>,
     /// Money per unit.
     pub value_per_unit: f64,
+    /// Smallest lift worth detecting (outcome units per partner), for power.
+    pub min_effect: Option<f64>,
 }
 
 /// Everything a run needs, resolved and checked.
@@ -848,6 +862,22 @@ impl RunSettings {
         if !(fdr > 0.0 && fdr < 1.0) {
             problem("evaluation.fdr", format!("must be in (0, 1), got {fdr}"));
         }
+        let srm_p_threshold = evaluation
+            .srm_p_threshold
+            .unwrap_or(DEFAULT_SRM_P_THRESHOLD);
+        if !(0.0..1.0).contains(&srm_p_threshold) {
+            problem(
+                "evaluation.srm-p-threshold",
+                format!("must be in [0, 1), got {srm_p_threshold}"),
+            );
+        }
+        let bootstrap = evaluation.bootstrap.unwrap_or(0);
+        if bootstrap != 0 && bootstrap < 100 {
+            problem(
+                "evaluation.bootstrap",
+                format!("must be 0 (off) or at least 100 resamples, got {bootstrap}"),
+            );
+        }
         let min_n_per_arm = evaluation.min_n_per_arm.unwrap_or(DEFAULT_MIN_N_PER_ARM);
         if min_n_per_arm < 2 {
             problem(
@@ -946,10 +976,19 @@ impl RunSettings {
                     format!("must be a finite number >= 0, got {value_per_unit}"),
                 );
             }
+            if let Some(min_effect) = outcome.min_effect {
+                if !(min_effect.is_finite() && min_effect > 0.0) {
+                    problem(
+                        &format!("{key}.min-effect"),
+                        format!("must be a finite number > 0, got {min_effect}"),
+                    );
+                }
+            }
             outcomes_settings.push(OutcomeSettings {
                 name,
                 covariate: outcome.covariate,
                 value_per_unit,
+                min_effect: outcome.min_effect,
             });
         }
         if !outcomes_settings.is_empty() && outcomes.is_none() {
@@ -1079,6 +1118,8 @@ impl RunSettings {
                 min_n_per_arm,
                 fdr,
                 tune_outcome,
+                srm_p_threshold,
+                bootstrap,
             },
             tuning: TuningSettings {
                 schemes: tuning.schemes,

@@ -143,6 +143,11 @@ struct RunArgs {
     /// Hide progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Debug: write every estimated lift cell's regression design (outcome,
+    /// segment_id, scheme_id, y and the design's columns) to DIR/design.parquet,
+    /// to refit it elsewhere.
+    #[arg(long, value_name = "DIR")]
+    dump_design: Option<PathBuf>,
     #[command(flatten)]
     inputs: InputOverrides,
 }
@@ -275,6 +280,7 @@ fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
         out,
         force: args.force,
         progress: show_progress(cli, args.no_progress),
+        dump_design: args.dump_design.clone(),
     };
     let summary = segtune::run::run(&settings, &options)?;
     println!("{}", serde_json::to_string(&summary)?);
@@ -318,8 +324,19 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
                 out: out.clone(),
                 force: false,
                 progress: show_progress(cli, false),
+                dump_design: None,
             },
         )?;
+        // Closed loop, as in production: the last quarter's draw is the one
+        // that run proposes (its assignments_next), and the generator computes
+        // the last quarter's outcomes for that draw (the rest is unchanged).
+        let draw = out.join("assignments_next.parquet");
+        let world = generator::World::new(params.clone())
+            .with_override(generator::AssignmentOverride::read(&draw, &params, last)?);
+        let closed_loop = staged.path().join("data.closed-loop");
+        generator::generate_world(&world, &closed_loop).context("generation failed")?;
+        fs_err::remove_dir_all(&data)?;
+        fs_err::rename(&closed_loop, &data)?;
         previous_run = Some(out);
     }
     let overrides = Overrides {
@@ -331,6 +348,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         out: staged.path().join("run"),
         force: false,
         progress: show_progress(cli, false),
+        dump_design: None,
     };
     let summary = segtune::run::run(&settings, &options)?;
     fs_err::write(

@@ -15,8 +15,9 @@ use segtune_data::parquet_io::write_parquet;
 use segtune_data::schema;
 
 use crate::draw::NextAssignments;
-use crate::evaluate::LiftRow;
+use crate::evaluate::{CellDesign, LiftRow, RandomisationRow};
 use crate::ingest::PartnersTable;
+use crate::power::PowerRow;
 use crate::segment::{SegmentProfile, Segments};
 use crate::tune::WeightRow;
 
@@ -142,7 +143,102 @@ pub fn write_lift(dir: &Path, rows: &[LiftRow]) -> anyhow::Result<()> {
                 rows.iter().map(|r| r.n_treated_missing_outcome),
                 UInt64Array::from,
             ),
+            array(rows.iter().map(|r| r.covariate.as_str()), StringArray::from),
+            array(rows.iter().map(|r| r.se_unadjusted), Float64Array::from),
+            array(rows.iter().map(|r| r.boot_ci_low), Float64Array::from),
+            array(rows.iter().map(|r| r.boot_ci_high), Float64Array::from),
         ],
+    )
+}
+
+/// `power.parquet`.
+pub fn write_power(dir: &Path, rows: &[PowerRow]) -> anyhow::Result<()> {
+    write(
+        &dir.join("power.parquet"),
+        schema::power(),
+        vec![
+            array(rows.iter().map(|r| r.outcome.as_str()), StringArray::from),
+            array(rows.iter().map(|r| r.segment_id), UInt32Array::from),
+            array(rows.iter().map(|r| r.n_partners), UInt64Array::from),
+            array(rows.iter().map(|r| r.min_effect), Float64Array::from),
+            array(rows.iter().map(|r| r.holdout_share), Float64Array::from),
+            array(
+                rows.iter().map(|r| r.mde_at_holdout_share),
+                Float64Array::from,
+            ),
+            array(
+                rows.iter().map(|r| r.recommended_holdout_share),
+                Float64Array::from,
+            ),
+            array(rows.iter().map(|r| r.reachable), BooleanArray::from),
+        ],
+    )
+}
+
+/// `randomisation.parquet`.
+pub fn write_randomisation(dir: &Path, rows: &[RandomisationRow]) -> anyhow::Result<()> {
+    write(
+        &dir.join("randomisation.parquet"),
+        schema::randomisation(),
+        vec![
+            array(rows.iter().map(|r| r.segment_id), UInt32Array::from),
+            array(rows.iter().map(|r| r.scheme_id.as_str()), StringArray::from),
+            array(rows.iter().map(|r| r.n_observed), UInt64Array::from),
+            array(rows.iter().map(|r| r.expected_share), Float64Array::from),
+            array(rows.iter().map(|r| r.n_expected), Float64Array::from),
+            array(rows.iter().map(|r| r.chi_square), Float64Array::from),
+            array(rows.iter().map(|r| r.df), UInt32Array::from),
+            array(rows.iter().map(|r| r.p_value), Float64Array::from),
+            array(rows.iter().map(|r| r.mismatch), BooleanArray::from),
+        ],
+    )
+}
+
+/// The `--dump-design` debug output: `design.parquet` in `dir`, one row per
+/// partner of every estimated cell: `outcome`, `segment_id`, `scheme_id`,
+/// `y`, then the design's columns (null where a cell does not use one).
+pub fn write_designs(dir: &Path, designs: &[CellDesign]) -> anyhow::Result<()> {
+    use arrow_schema::{DataType, Field, Schema};
+    const COLUMNS: [&str; 6] = [
+        "const",
+        "treated",
+        "x_c",
+        "missing_c",
+        "treated_x_c",
+        "treated_missing_c",
+    ];
+    let rows = || {
+        designs
+            .iter()
+            .flat_map(|cell| (0..cell.design.y.len()).map(move |i| (cell, i)))
+    };
+    let mut fields = vec![
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new(schema::SEGMENT_ID, DataType::UInt32, false),
+        Field::new(schema::SCHEME_ID, DataType::Utf8, false),
+        Field::new("y", DataType::Float64, false),
+    ];
+    let mut columns = vec![
+        array(rows().map(|(c, _)| c.outcome.as_str()), StringArray::from),
+        array(rows().map(|(c, _)| c.segment_id), UInt32Array::from),
+        array(rows().map(|(c, _)| c.scheme_id.as_str()), StringArray::from),
+        array(rows().map(|(c, i)| c.design.y[i]), Float64Array::from),
+    ];
+    for name in COLUMNS {
+        fields.push(Field::new(name, DataType::Float64, true));
+        columns.push(array(
+            rows().map(|(c, i)| {
+                let index = c.design.columns.iter().position(|n| *n == name)?;
+                Some(c.design.x[[i, index]])
+            }),
+            Float64Array::from,
+        ));
+    }
+    fs_err::create_dir_all(dir)?;
+    write(
+        &dir.join("design.parquet"),
+        Arc::new(Schema::new(fields)),
+        columns,
     )
 }
 

@@ -27,6 +27,8 @@ pub struct PreviousRun {
     pub segment_names: BTreeMap<u32, String>,
     /// Weights by (segment id, scheme id).
     pub weights: HashMap<(u32, String), f64>,
+    /// Its holdout share by segment id (the draw the evaluated period had).
+    pub holdout_share: HashMap<u32, f64>,
     /// Highest segment id ever used up to that run.
     pub max_segment_id: u32,
     /// Segment id of each rule (by rule name).
@@ -123,20 +125,29 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
                     batch
                         .column_by_name("weight")
                         .and_then(|c| c.as_primitive_opt::<Float64Type>().cloned()),
+                    batch
+                        .column_by_name("holdout_share")
+                        .and_then(|c| c.as_primitive_opt::<Float64Type>().cloned()),
                 );
-                let (Some(segments), Some(schemes), Some(weights)) = columns else {
+                let (Some(segments), Some(schemes), Some(weights), Some(holdout)) = columns else {
                     problems.push(problem(
                         &weights_path,
                         None,
-                        "lacks segment_id, scheme_id or weight".into(),
+                        "lacks segment_id, scheme_id, weight or holdout_share".into(),
                     ));
                     break;
                 };
-                for ((segment, scheme), weight) in
-                    segments.iter().zip(schemes.iter()).zip(weights.iter())
+                for (((segment, scheme), weight), holdout) in segments
+                    .iter()
+                    .zip(schemes.iter())
+                    .zip(weights.iter())
+                    .zip(holdout.iter())
                 {
                     if let (Some(segment), Some(scheme), Some(weight)) = (segment, scheme, weight) {
                         out.weights.insert((segment, scheme.to_string()), weight);
+                    }
+                    if let (Some(segment), Some(holdout)) = (segment, holdout) {
+                        out.holdout_share.insert(segment, holdout);
                     }
                 }
             }

@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Show progress bars (a terminal, not quiet).
     pub progress: bool,
+    /// Debug: write every estimated cell's design matrix to
+    /// `DIR/design.parquet` (outside the run folder).
+    pub dump_design: Option<PathBuf>,
 }
 
 /// What a run did, for the command line.
@@ -150,10 +153,24 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         })?;
         let profiles = stages.time("profiles", || Ok(profiles(&inputs.partners, &segments)))?;
         let evaluation: Evaluation = stages.time("evaluate", || {
-            Ok(evaluate(&inputs, &segments, previous.as_ref(), settings))
+            Ok(evaluate(
+                &inputs,
+                &segments,
+                previous.as_ref(),
+                settings,
+                options.dump_design.is_some(),
+            ))
         })?;
         let weights = stages.time("tune", || {
             tune(&evaluation, &segments, previous.as_ref(), settings)
+        })?;
+        let power = stages.time("power", || {
+            Ok(crate::power::power(
+                &evaluation,
+                &segments,
+                &weights,
+                settings,
+            ))
         })?;
         let next = stages.time("draw", || {
             Ok(draw::draw(&inputs.partners, &segments, &weights, settings))
@@ -168,6 +185,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             outputs::write_segments(&dir, &inputs.partners, &segments)?;
             outputs::write_profiles(&dir, &inputs.partners.numeric.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), &profiles)?;
             outputs::write_lift(&dir, &evaluation.rows)?;
+            outputs::write_power(&dir, &power)?;
+            outputs::write_randomisation(&dir, &evaluation.randomisation)?;
             outputs::write_weights(&dir, &weights)?;
             outputs::write_migration(&dir, &segments)?;
             outputs::write_assignments_next(&dir, &inputs.partners, &next)?;
@@ -224,6 +243,9 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             })
         })?;
         fs_err::write(dir.join("report.html"), html)?;
+        if let Some(design_dir) = &options.dump_design {
+            outputs::write_designs(design_dir, &evaluation.designs)?;
+        }
         let smallest = segments.segments.iter().map(|s| s.size).min().unwrap_or(0) as f64
             / inputs.partners.ids.len().max(1) as f64;
         let mut timings = stages.timings.clone();

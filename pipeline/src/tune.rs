@@ -79,7 +79,30 @@ pub fn tune(
             .iter()
             .map(|row| row.and_then(|r| r.net.map(|net| net / r.n_treated.max(1) as f64)))
             .collect();
-        let weights: Vec<(f64, String)> = if net_per_partner.iter().all(Option::is_none) {
+        let previous_weights: Option<Vec<f64>> = previous.and_then(|p| {
+            schemes
+                .iter()
+                .map(|s| p.weights.get(&(segment.id, s.clone())).copied())
+                .collect()
+        });
+        let weights: Vec<(f64, String)> = if let Some(p_value) = evaluation.refused.get(&segment.id)
+        {
+            // A broken draw: its lift cannot be trusted, so nothing moves.
+            let held = previous_weights.unwrap_or_else(|| vec![1.0; schemes.len()]);
+            let total: f64 = held.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+            held.iter()
+                .map(|w| {
+                    (
+                        w / total,
+                        format!(
+                            "held: this segment's draw in {} failed the randomisation check \
+                             (p = {p_value:.1e}), so its lift is not used",
+                            settings.period
+                        ),
+                    )
+                })
+                .collect()
+        } else if net_per_partner.iter().all(Option::is_none) {
             let configured = &settings.tuning.initial_weights;
             let raw: Vec<f64> = schemes
                 .iter()

@@ -649,6 +649,18 @@ revenue = "revenue_12m"
 [[outcome]]
 name = "revenue"
 covariate = "revenue_pre"
+# The smallest revenue lift per partner worth detecting: power.parquet says
+# which holdout share would detect it in each segment.
+min-effect = 1500.0
+
+# Counts are valued per unit; they have no pre-period column here.
+[[outcome]]
+name = "deal_registrations"
+value-per-unit = 150.0
+
+[[outcome]]
+name = "certifications_earned"
+value-per-unit = 400.0
 
 # Rule segments, decided before clustering, first match wins.
 [[rules]]

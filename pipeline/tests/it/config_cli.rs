@@ -133,6 +133,8 @@ fn the_example_configuration_documents_every_key_and_is_valid() {
         "min-n-per-arm",
         "fdr",
         "tune-outcome",
+        "srm-p-threshold",
+        "min-effect",
         "[tuning]",
         "schemes",
         "floor",
