@@ -5,6 +5,8 @@
 
 #![deny(missing_docs)]
 
+pub mod coverage;
+
 use std::path::{Path, PathBuf};
 
 /// What a walkthrough does with its page.

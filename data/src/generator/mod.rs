@@ -22,6 +22,7 @@
 
 pub mod model;
 mod simulate;
+pub mod truth;
 mod write;
 
 use std::path::{Path, PathBuf};

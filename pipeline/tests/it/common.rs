@@ -44,6 +44,7 @@ pub fn run(command: &mut Command) -> (i32, String, String) {
 /// A column of a test table.
 pub enum Col {
     Text(&'static str, Vec<Option<&'static str>>),
+    Strings(&'static str, Vec<Option<String>>),
     Float(&'static str, Vec<Option<f64>>),
     Int(&'static str, Vec<Option<i64>>),
     UInt32(&'static str, Vec<Option<u32>>),
@@ -53,7 +54,11 @@ impl Col {
     /// The column's name.
     pub fn name(&self) -> &'static str {
         match self {
-            Col::Text(n, _) | Col::Float(n, _) | Col::Int(n, _) | Col::UInt32(n, _) => n,
+            Col::Text(n, _)
+            | Col::Strings(n, _)
+            | Col::Float(n, _)
+            | Col::Int(n, _)
+            | Col::UInt32(n, _) => n,
         }
     }
 }
@@ -65,6 +70,9 @@ pub fn write_table(path: &Path, columns: Vec<Col>) {
     for column in columns {
         let (name, data_type, array): (&str, DataType, ArrayRef) = match column {
             Col::Text(name, values) => (name, DataType::Utf8, Arc::new(StringArray::from(values))),
+            Col::Strings(name, values) => {
+                (name, DataType::Utf8, Arc::new(StringArray::from(values)))
+            }
             Col::Float(name, values) => (
                 name,
                 DataType::Float64,

@@ -10,6 +10,7 @@ mod continuity;
 mod features_cli;
 mod generate_cli;
 mod ingest_refusals;
+mod lift_checks;
 mod peer_kmeans;
 mod rules_cli;
 mod run_e2e;
