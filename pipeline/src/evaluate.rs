@@ -108,6 +108,9 @@ pub struct LiftRow {
     pub boot_ci_low: Option<f64>,
     /// Percentile bootstrap 95 % interval, high end.
     pub boot_ci_high: Option<f64>,
+    /// Mean outcome of the holdout arm (for relative charts; not written).
+    #[serde(skip)]
+    pub mean_holdout: Option<f64>,
     /// Residual variance per treated partner (for power; not written).
     #[serde(skip)]
     pub residual_variance_treated: Option<f64>,
@@ -393,6 +396,7 @@ impl Cell<'_> {
             se_unadjusted: None,
             boot_ci_low: None,
             boot_ci_high: None,
+            mean_holdout: None,
             residual_variance_treated: None,
             residual_variance_holdout: None,
         };
@@ -431,6 +435,7 @@ impl Cell<'_> {
         row.roi = (treated.cost != 0.0).then(|| net / treated.cost);
         row.covariate = covariate_name(estimate.covariate).into();
         row.se_unadjusted = Some(estimate.se_unadjusted);
+        row.mean_holdout = Some(estimate.mean_holdout);
         row.residual_variance_treated = Some(estimate.residual_variance_treated);
         row.residual_variance_holdout = Some(estimate.residual_variance_holdout);
         row.method = if self.post_hoc {
@@ -518,4 +523,84 @@ fn randomisation_check(
         }
     }
     (rows, refused)
+}
+
+/// Money of an outcome summed over a segment's cells, or the program's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MoneyTotal {
+    /// Outcome.
+    pub outcome: String,
+    /// Stratum; `None` for the whole program.
+    pub segment_id: Option<u32>,
+    /// Cells with an estimate (the sums below are over these).
+    pub cells_estimated: usize,
+    /// All cells.
+    pub cells: usize,
+    /// Sum of incremental outcome.
+    pub incremental_outcome: f64,
+    /// Sum of cost.
+    pub cost: f64,
+    /// Sum of net value.
+    pub net: f64,
+    /// net / cost (`None` when cost is 0).
+    pub roi: Option<f64>,
+    /// Cost paid in cells without an estimate (not in `cost`).
+    pub cost_not_estimated: f64,
+}
+
+impl Evaluation {
+    /// The outcomes evaluated, in configured order.
+    pub fn outcomes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for row in &self.rows {
+            if !out.contains(&row.outcome) {
+                out.push(row.outcome.clone());
+            }
+        }
+        out
+    }
+
+    /// Money totals per outcome: each stratum, then the program.
+    pub fn totals(&self) -> Vec<MoneyTotal> {
+        let mut groups: BTreeMap<(String, Option<u32>), MoneyTotal> = BTreeMap::new();
+        for row in &self.rows {
+            for segment_id in [Some(row.segment_id), None] {
+                let total = groups
+                    .entry((row.outcome.clone(), segment_id))
+                    .or_insert_with(|| MoneyTotal {
+                        outcome: row.outcome.clone(),
+                        segment_id,
+                        cells_estimated: 0,
+                        cells: 0,
+                        incremental_outcome: 0.0,
+                        cost: 0.0,
+                        net: 0.0,
+                        roi: None,
+                        cost_not_estimated: 0.0,
+                    });
+                total.cells += 1;
+                match (row.incremental_outcome, row.net) {
+                    (Some(incremental), Some(net)) => {
+                        total.cells_estimated += 1;
+                        total.incremental_outcome += incremental;
+                        total.cost += row.cost;
+                        total.net += net;
+                    }
+                    _ => total.cost_not_estimated += row.cost,
+                }
+            }
+        }
+        let mut totals: Vec<MoneyTotal> = groups.into_values().collect();
+        // Per outcome: strata in id order, then the program (None sorts first).
+        totals.sort_by(|a, b| {
+            a.outcome
+                .cmp(&b.outcome)
+                .then(a.segment_id.is_none().cmp(&b.segment_id.is_none()))
+                .then(a.segment_id.cmp(&b.segment_id))
+        });
+        for total in &mut totals {
+            total.roi = (total.cost != 0.0).then(|| total.net / total.cost);
+        }
+        totals
+    }
 }

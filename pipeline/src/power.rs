@@ -44,7 +44,9 @@ pub fn power(
         let Some(min_effect) = outcome.min_effect else {
             continue;
         };
-        for segment in &segments.segments {
+        let mut ordered: Vec<_> = segments.segments.iter().collect();
+        ordered.sort_by_key(|s| s.id);
+        for segment in ordered {
             let arms: Vec<PlannedArm> = weights
                 .iter()
                 .filter(|w| w.segment_id == segment.id && w.weight > 0.0)

@@ -8,8 +8,9 @@
 use minijinja::{context, Environment};
 use plotters::prelude::*;
 
-use crate::evaluate::{Evaluation, StrataSource};
+use crate::evaluate::{Evaluation, LiftRow, StrataSource};
 use crate::ingest::PartnersTable;
+use crate::power::PowerRow;
 use crate::segment::{SegmentProfile, Segments};
 use crate::tune::WeightRow;
 
@@ -91,6 +92,86 @@ pub fn segment_size_chart(segments: &[(String, usize)]) -> anyhow::Result<String
     Ok(svg)
 }
 
+/// A forest plot of one outcome's lifts: each estimated cell's lift and 95 %
+/// interval as a percentage of its holdout mean (so that segments of very
+/// different size read on one axis), significant cells in colour, the rest
+/// in grey, and a zero line. Intervals beyond +-150 % are cut at the edge.
+/// Aggregated by cell, so its size does not grow with the partners.
+pub fn forest_plot(rows: &[LiftRow], outcome: &str) -> anyhow::Result<Option<String>> {
+    let cells: Vec<(String, f64, f64, f64, bool)> = rows
+        .iter()
+        .filter(|r| r.outcome == outcome)
+        .filter_map(|r| {
+            let mean = r.mean_holdout.filter(|m| *m != 0.0)?;
+            Some((
+                format!("segment {} · {}", r.segment_id, r.scheme_id),
+                r.lift? / mean,
+                r.ci_low? / mean,
+                r.ci_high? / mean,
+                r.significant.unwrap_or(false),
+            ))
+        })
+        .collect();
+    if cells.is_empty() {
+        return Ok(None);
+    }
+    const LIMIT: f64 = 1.5;
+    let low = cells.iter().map(|c| c.2).fold(0.0f64, f64::min).max(-LIMIT);
+    let high = cells.iter().map(|c| c.3).fold(0.0f64, f64::max).min(LIMIT);
+    let pad = (high - low).max(0.01) * 0.05;
+    let n = cells.len();
+    let mut svg = String::new();
+    {
+        let height = 80 + 22 * n as u32;
+        let root = SVGBackend::with_string(&mut svg, (860, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .caption(
+                format!("Lift of {outcome}, % of the holdout mean, with 95 % intervals"),
+                ("sans-serif", 18),
+            )
+            .x_label_area_size(34)
+            .y_label_area_size(300)
+            .build_cartesian_2d((low - pad)..(high + pad), 0.0..n as f64)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|y| {
+                let index = n.saturating_sub(1).saturating_sub(y.floor() as usize);
+                cells.get(index).map(|c| c.0.clone()).unwrap_or_default()
+            })
+            .x_label_formatter(&|x| format!("{:.0} %", x * 100.0))
+            .x_desc("lift, % of the holdout mean (blue: significant)")
+            .draw()?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, 0.0), (0.0, n as f64)],
+            BLACK.stroke_width(1),
+        )))?;
+        for (index, (_, lift, ci_low, ci_high, significant)) in cells.iter().enumerate() {
+            let y = (n - 1 - index) as f64 + 0.5;
+            let colour = if *significant {
+                RGBColor(9, 105, 218)
+            } else {
+                RGBColor(140, 149, 159)
+            };
+            let clip = |v: f64| v.clamp(low - pad, high + pad);
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(clip(*ci_low), y), (clip(*ci_high), y)],
+                colour.stroke_width(2),
+            )))?;
+            chart.draw_series(std::iter::once(Circle::new(
+                (clip(*lift), y),
+                4,
+                colour.filled(),
+            )))?;
+        }
+        root.present()?;
+    }
+    Ok(Some(svg))
+}
+
 /// Everything the report needs.
 pub struct ReportInput<'a> {
     /// Run header.
@@ -117,6 +198,10 @@ pub struct ReportInput<'a> {
     pub drift: &'a [DriftRow],
     /// Drift warning threshold.
     pub drift_threshold: f64,
+    /// Power for the next draw (outcomes with a `min-effect`).
+    pub power: &'a [PowerRow],
+    /// The sample-ratio p-value below which a stratum is refused.
+    pub srm_p_threshold: f64,
 }
 
 /// Renders the page.
@@ -165,15 +250,26 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
                 n_treated => row.n_treated,
                 n_holdout => row.n_holdout,
                 lift => number(row.lift, 2),
+                lift_rel => row.lift_rel.map(|r| format!("{:+.1} %", r * 100.0)),
+                se => number(row.se, 2),
+                p_value => number(row.p_value, 3),
                 interval => match (row.ci_low, row.ci_high) {
                     (Some(low), Some(high)) => format!("{} to {}", number(Some(low), 2), number(Some(high), 2)),
                     _ => "–".into(),
                 },
                 q_value => number(row.q_value, 3),
                 significant => row.significant.unwrap_or(false),
+                mde => number(row.mde, 2),
+                incremental => number(row.incremental_outcome, 0),
+                cost => number(Some(row.cost), 0),
                 net => number(row.net, 0),
                 roi => number(row.roi, 2),
                 method => row.method.replace('_', " "),
+                variance_saved => match (row.se, row.se_unadjusted) {
+                    (Some(se), Some(unadjusted)) if unadjusted > 0.0 && row.covariate != "none" => percent(Some(1.0 - (se / unadjusted).powi(2))),
+                    _ => "–".into(),
+                },
+                missing => row.n_treated_missing_outcome,
             }
         })
         .collect();
@@ -226,6 +322,53 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         .iter()
         .map(|from| context! { from => from, counts => to_ids.iter().map(|to| migration.get(&(*from, *to)).copied().unwrap_or(0)).collect::<Vec<_>>() })
         .collect();
+    for (stratum, p_value) in &input.evaluation.refused {
+        warnings.push(format!(
+            "Randomisation check failed in segment {stratum}: the numbers of partners per scheme and holdout do not match the published weights (chi-square p = {p_value:.1e}, below {}). Its lift is not used and its weights are held until the draw is explained.",
+            input.srm_p_threshold
+        ));
+    }
+    let not_estimated = input
+        .evaluation
+        .rows
+        .iter()
+        .filter(|r| r.lift.is_none())
+        .count();
+    if not_estimated > 0 {
+        warnings.push(format!(
+            "{not_estimated} of {} lift cells have too little evidence for an estimate (fewer than the minimum partners with an outcome in an arm, or no holdout); they keep their weights at the floor or as before.",
+            input.evaluation.rows.len()
+        ));
+    }
+    let missing_outcomes: u64 = input
+        .evaluation
+        .rows
+        .iter()
+        .filter(|r| Some(r.outcome.as_str()) == input.tune_outcome)
+        .map(|r| r.n_treated_missing_outcome)
+        .sum();
+    if missing_outcomes > 0 {
+        warnings.push(format!(
+            "{missing_outcomes} treated partners have no {} outcome; they are left out of the lift but their cost is counted.",
+            input.tune_outcome.unwrap_or("tuning")
+        ));
+    }
+    for outcome in &input.evaluation.outcomes() {
+        let unreachable: Vec<&PowerRow> = input
+            .power
+            .iter()
+            .filter(|r| &r.outcome == outcome && !r.reachable)
+            .collect();
+        if let Some(first) = unreachable.first() {
+            warnings.push(format!(
+                "Not learnable at this holdout share: in segment{} {}, a {} lift of {} per partner cannot be detected for every scheme at any holdout share up to 50 % (see \"Is the holdout large enough?\").",
+                if unreachable.len() > 1 { "s" } else { "" },
+                unreachable.iter().map(|r| r.segment_id.to_string()).collect::<Vec<_>>().join(", "),
+                outcome,
+                number(Some(first.min_effect), 0),
+            ));
+        }
+    }
     if input.evaluation.n_without_stratum > 0 {
         warnings.push(format!(
             "{} assigned partners had no stratum (no segment_id and not in the previous run) and were left out of the lift.",
@@ -251,6 +394,42 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         segments => segments,
         profile_rows => profile_rows,
         lift => lift,
+        forest => match input.tune_outcome {
+            Some(outcome) => forest_plot(&input.evaluation.rows, outcome)?,
+            None => None,
+        },
+        totals => input.evaluation.totals().iter().map(|t| context! {
+            outcome => t.outcome,
+            segment => t.segment_id.map_or("all".to_string(), |s| s.to_string()),
+            cells => format!("{} of {}", t.cells_estimated, t.cells),
+            incremental => number(Some(t.incremental_outcome), 0),
+            cost => number(Some(t.cost), 0),
+            net => number(Some(t.net), 0),
+            roi => number(t.roi, 2),
+            cost_not_estimated => number(Some(t.cost_not_estimated), 0),
+        }).collect::<Vec<_>>(),
+        power => input.power.iter().map(|p| context! {
+            outcome => p.outcome,
+            segment_id => p.segment_id,
+            n_partners => p.n_partners,
+            min_effect => number(Some(p.min_effect), 2),
+            mde_now => number(p.mde_at_holdout_share, 0),
+            holdout_share => percent(Some(p.holdout_share)),
+            recommended => p.recommended_holdout_share.map_or("unreachable (above 50 %)".to_string(), |h| percent(Some(h))),
+        }).collect::<Vec<_>>(),
+        randomisation => {
+            let mut by_stratum: std::collections::BTreeMap<u32, (f64, bool, u64)> = std::collections::BTreeMap::new();
+            for row in &input.evaluation.randomisation {
+                let entry = by_stratum.entry(row.segment_id).or_insert((row.p_value, row.mismatch, 0));
+                entry.2 += row.n_observed;
+            }
+            by_stratum.into_iter().map(|(segment, (p, mismatch, n))| context! {
+                segment_id => segment,
+                partners => n,
+                p_value => format!("{p:.3}"),
+                verdict => if mismatch { "mismatch: weights held" } else { "as published" },
+            }).collect::<Vec<_>>()
+        },
         weights => weights,
         migration_to => to_ids,
         migration_rows => migration_rows,

@@ -240,6 +240,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 selection: &segments.selection,
                 drift: &drift,
                 drift_threshold: settings.segments.drift_threshold,
+                power: &power,
+                srm_p_threshold: settings.evaluation.srm_p_threshold,
             })
         })?;
         fs_err::write(dir.join("report.html"), html)?;
@@ -281,6 +283,14 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "smallest_segment_share": smallest,
                 "strata": evaluation.strata,
                 "assigned_without_stratum": evaluation.n_without_stratum,
+                "lift": {
+                    "cells": evaluation.rows.len(),
+                    "estimated": evaluation.rows.iter().filter(|r| r.lift.is_some()).count(),
+                    "significant": evaluation.rows.iter().filter(|r| r.significant == Some(true)).count(),
+                    "totals": evaluation.totals().into_iter().filter(|t| t.segment_id.is_none()).collect::<Vec<_>>(),
+                },
+                "randomisation_refused": evaluation.refused,
+                "power_unreachable": power.iter().filter(|p| !p.reachable).map(|p| (p.outcome.clone(), p.segment_id)).collect::<Vec<_>>(),
             },
             "segment_id_high_water": segments.segment_id_high_water,
             "rule_segment_ids": segments.segments.iter().filter_map(|s| s.source.strip_prefix("rule:").map(|rule| (rule.to_string(), s.id))).collect::<std::collections::BTreeMap<_, _>>(),

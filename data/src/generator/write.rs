@@ -651,7 +651,7 @@ name = "revenue"
 covariate = "revenue_pre"
 # The smallest revenue lift per partner worth detecting: power.parquet says
 # which holdout share would detect it in each segment.
-min-effect = 1500.0
+min-effect = 3000.0
 
 # Counts are valued per unit; they have no pre-period column here.
 [[outcome]]

@@ -255,6 +255,8 @@ fn every_output_matches_the_documented_schema() {
     for (file, expected) in [
         ("segments.parquet", schema::segments()),
         ("lift.parquet", schema::lift()),
+        ("power.parquet", schema::power()),
+        ("randomisation.parquet", schema::randomisation()),
         ("weights.parquet", schema::weights()),
         ("assignments_next.parquet", schema::assignments_next()),
     ] {
