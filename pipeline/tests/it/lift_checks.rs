@@ -442,3 +442,54 @@ covariate = "revenue_pre"
     assert_eq!(costs[r], Some(500.0));
     assert!(lifts[r].is_some());
 }
+
+#[test]
+fn bootstrap_intervals_are_seeded_the_same_at_any_thread_count_and_bracket_the_lift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = generate(
+        dir.path(),
+        "data",
+        &["--partners", "6000", "--periods", "1", "--seed", "9"],
+    );
+    let config = config_for(&data, "boot.toml", None);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text = text.replace("[segments]", "[evaluation]\nbootstrap = 200\n\n[segments]");
+    std::fs::write(&config, text).expect("config");
+    let mut bytes = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("run-{threads}"));
+        let (code, _, stderr) = run(segtune()
+            .env("RAYON_NUM_THREADS", threads)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&out));
+        assert_eq!(code, 0, "{stderr}");
+        bytes.push(std::fs::read(out.join("lift.parquet")).expect("lift"));
+    }
+    assert_eq!(
+        bytes[0], bytes[1],
+        "bootstrap intervals differ between 1 and 2 threads"
+    );
+    let (_, batches) = read(&dir.path().join("run-1/lift.parquet"));
+    let (lift, low, high) = (
+        floats(&batches, "lift"),
+        floats(&batches, "boot_ci_low"),
+        floats(&batches, "boot_ci_high"),
+    );
+    let (ci_low, ci_high) = (floats(&batches, "ci_low"), floats(&batches, "ci_high"));
+    let mut compared = 0;
+    for i in 0..lift.len() {
+        if let (Some(l), Some(a), Some(b), Some(c), Some(d)) =
+            (lift[i], low[i], high[i], ci_low[i], ci_high[i])
+        {
+            assert!(a <= l && l <= b, "row {i}: {l} outside [{a}, {b}]");
+            // The same order of width as the HC2 interval.
+            let ratio = (b - a) / (d - c);
+            assert!((0.5..2.0).contains(&ratio), "row {i}: width ratio {ratio}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 30, "only {compared} cells with both intervals");
+}
