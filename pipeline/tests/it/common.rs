@@ -41,6 +41,18 @@ pub fn run(command: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// `segtune run --config CONFIG --out OUT`, to add flags and environment to.
+pub fn segtune_run(config: &Path, out: &Path) -> Command {
+    let mut command = segtune();
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
 /// A column of a test table.
 pub enum Col {
     Text(&'static str, Vec<Option<&'static str>>),

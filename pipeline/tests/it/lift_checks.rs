@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::common::{floats, read, run, run_peer, segtune, strings, u32s, u64s, write_table, Col};
+use crate::common::{
+    floats, read, run, run_peer, segtune, segtune_run, strings, u32s, u64s, write_table, Col,
+};
 
 /// `segtune generate` into `dir/name`; returns the folder.
 fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
@@ -31,13 +33,7 @@ fn config_for(data: &Path, name: &str, period: Option<(&str, &str)>) -> PathBuf 
 }
 
 fn run_config(config: &Path, out: &Path, extra: &[&str]) {
-    let (code, _, stderr) = run(segtune()
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .args(extra));
+    let (code, _, stderr) = run(segtune_run(config, out).args(extra));
     assert_eq!(code, 0, "{stderr}");
 }
 
@@ -458,13 +454,7 @@ fn bootstrap_intervals_are_seeded_the_same_at_any_thread_count_and_bracket_the_l
     let mut bytes = Vec::new();
     for threads in ["1", "2"] {
         let out = dir.path().join(format!("run-{threads}"));
-        let (code, _, stderr) = run(segtune()
-            .env("RAYON_NUM_THREADS", threads)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .arg("--out")
-            .arg(&out));
+        let (code, _, stderr) = run(segtune_run(&config, &out).env("RAYON_NUM_THREADS", threads));
         assert_eq!(code, 0, "{stderr}");
         bytes.push(std::fs::read(out.join("lift.parquet")).expect("lift"));
     }
