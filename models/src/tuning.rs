@@ -1,104 +1,417 @@
 //! Tuning: each segment's scheme weights for the next period.
 //!
 //! A **weight** is the probability that a partner of the segment who is not
-//! held out gets the scheme next period; a segment's weights sum to 1. This
-//! first tuner gives each scheme a floor and shares the rest in proportion to
-//! the positive part of its estimated net value per treated partner: simple,
-//! monotone in the evidence, and never starving a scheme of the data needed
-//! to learn about it.
+//! held out gets the scheme next period; a segment's weights sum to 1.
+//!
+//! **Posterior.** For each segment and scheme, a normal posterior of the
+//! scheme's net value per treated partner (value x lift - cost per partner).
+//! Each period's evidence is that period's estimate only, with its standard
+//! error; the prior is the previous period's posterior with its variance
+//! divided by a forgetting factor `lambda` in (0, 1] (so old evidence fades
+//! and the tuner can react, and nothing is counted twice). Where a segment
+//! has no posterior yet, the prior is the scheme's distribution across
+//! segments this period (a random-effects mean and between-segment variance,
+//! DerSimonian-Laird, never tighter than a typical segment's own standard
+//! error): partial pooling, so a small segment borrows strength from the
+//! others without being forced to agree with them.
+//!
+//! **Target.** The probability that each scheme is the best in its segment,
+//! from seeded draws of the posteriors (Thompson sampling's allocation): a
+//! scheme is favoured in proportion to the chance that it is really the best,
+//! so a clear winner takes the most and a close race stays spread.
+//!
+//! **Constraints.** The target is then projected (Euclidean) onto the
+//! feasible set: weights sum to 1, each at least the floor, at most its cap,
+//! within `max_step` of last period's weight, pinned schemes fixed, switched
+//! off schemes at 0. Ops' limits win over the max step: switching a scheme
+//! off, or capping or pinning it more than a step away, lifts the max step of
+//! the segment's other schemes for that period, so the weight can go
+//! somewhere. [`project`] solves it exactly by
+//! bisection on the one multiplier of the sum constraint.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 
 /// Why weights cannot be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TuningError {
-    /// The floors alone exceed 1.
-    #[error("a floor of {floor} for each of {n_schemes} schemes exceeds 1")]
-    InfeasibleFloor {
-        /// The floor.
-        floor: f64,
-        /// Number of schemes.
-        n_schemes: usize,
+    /// The lower bounds exceed 1 or the upper bounds do not reach it.
+    #[error("the constraints cannot be met: lower bounds sum to {lower:.3}, upper bounds to {upper:.3} (they must bracket 1)")]
+    Infeasible {
+        /// Sum of the lower bounds.
+        lower: f64,
+        /// Sum of the upper bounds.
+        upper: f64,
     },
     /// No schemes.
     #[error("no schemes to weigh")]
     NoSchemes,
 }
 
-/// How a weight was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightBasis {
-    /// Proportional to positive net value.
-    Proportional,
-    /// The floor: net value not positive, or not estimated.
-    Floor,
-    /// Equal weights: no scheme had a positive estimate.
-    Equal,
+/// A normal distribution of net value per treated partner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Belief {
+    /// Mean.
+    pub mean: f64,
+    /// Variance.
+    pub variance: f64,
 }
 
-/// Weights from net values per treated partner (`None`: not estimated).
-pub fn proportional_weights(
-    net_per_partner: &[Option<f64>],
-    floor: f64,
-) -> Result<Vec<(f64, WeightBasis)>, TuningError> {
-    let n = net_per_partner.len();
-    if n == 0 {
+impl Belief {
+    /// The central 95 % interval.
+    pub fn interval(&self) -> (f64, f64) {
+        let half = 1.959_963_984_540_054 * self.variance.max(0.0).sqrt();
+        (self.mean - half, self.mean + half)
+    }
+}
+
+/// This period's estimate of net value per treated partner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    /// Estimate.
+    pub net_per_partner: f64,
+    /// Its standard error.
+    pub se: f64,
+}
+
+/// The random-effects distribution of one scheme's net value across
+/// segments (DerSimonian-Laird); `None` with fewer than two estimates.
+pub fn pooled_prior(evidence: &[Evidence]) -> Option<Belief> {
+    let usable: Vec<&Evidence> = evidence
+        .iter()
+        .filter(|e| e.se > 0.0 && e.se.is_finite() && e.net_per_partner.is_finite())
+        .collect();
+    if usable.len() < 2 {
+        return None;
+    }
+    let weights: Vec<f64> = usable.iter().map(|e| 1.0 / (e.se * e.se)).collect();
+    let total: f64 = weights.iter().sum();
+    let fixed = usable
+        .iter()
+        .zip(&weights)
+        .map(|(e, w)| w * e.net_per_partner)
+        .sum::<f64>()
+        / total;
+    let q: f64 = usable
+        .iter()
+        .zip(&weights)
+        .map(|(e, w)| w * (e.net_per_partner - fixed).powi(2))
+        .sum();
+    let c = total - weights.iter().map(|w| w * w).sum::<f64>() / total;
+    let tau2 = if c > 0.0 {
+        ((q - (usable.len() - 1) as f64) / c).max(0.0)
+    } else {
+        0.0
+    };
+    let random: Vec<f64> = usable.iter().map(|e| 1.0 / (e.se * e.se + tau2)).collect();
+    let random_total: f64 = random.iter().sum();
+    let mean = usable
+        .iter()
+        .zip(&random)
+        .map(|(e, w)| w * e.net_per_partner)
+        .sum::<f64>()
+        / random_total;
+    // A segment's true value varies around the mean by tau; the mean itself
+    // is uncertain by 1 / sum of weights. With few noisy segments tau is
+    // often estimated at 0, which would make every segment agree by fiat:
+    // the prior is never allowed to be stronger than a typical segment's
+    // own estimate (the median squared standard error), so pooling shrinks a
+    // segment's evidence at most about halfway.
+    let mut squared: Vec<f64> = usable.iter().map(|e| e.se * e.se).collect();
+    squared.sort_by(f64::total_cmp);
+    let typical = squared[squared.len() / 2];
+    Some(Belief {
+        mean,
+        variance: tau2.max(typical) + 1.0 / random_total,
+    })
+}
+
+/// The posterior after this period: the prior with its variance divided by
+/// `forgetting`, updated with the evidence. Without evidence, the discounted
+/// prior; without either, `None`.
+pub fn update(
+    prior: Option<Belief>,
+    evidence: Option<Evidence>,
+    forgetting: f64,
+) -> Option<Belief> {
+    let prior = prior.map(|p| Belief {
+        mean: p.mean,
+        variance: p.variance / forgetting,
+    });
+    let evidence = evidence.filter(|e| e.net_per_partner.is_finite() && e.se.is_finite());
+    match (prior, evidence) {
+        (None, None) => None,
+        (Some(p), None) => Some(p),
+        (None, Some(e)) => Some(Belief {
+            mean: e.net_per_partner,
+            variance: e.se * e.se,
+        }),
+        // An exact estimate (all outcomes equal) or a degenerate prior: the
+        // evidence alone.
+        (Some(p), Some(e)) if e.se <= 0.0 || p.variance <= 0.0 => Some(Belief {
+            mean: e.net_per_partner,
+            variance: e.se * e.se,
+        }),
+        (Some(p), Some(e)) => {
+            let (a, b) = (1.0 / p.variance, 1.0 / (e.se * e.se));
+            Some(Belief {
+                mean: (a * p.mean + b * e.net_per_partner) / (a + b),
+                variance: 1.0 / (a + b),
+            })
+        }
+    }
+}
+
+/// The probability that each scheme has the highest net value, from `draws`
+/// joint draws of the beliefs seeded by `seed`. Schemes without a belief are
+/// left out (`None`).
+pub fn probability_best(beliefs: &[Option<Belief>], draws: usize, seed: u64) -> Vec<Option<f64>> {
+    let present: Vec<(usize, Belief)> = beliefs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.map(|b| (i, b)))
+        .collect();
+    let mut wins = vec![0usize; beliefs.len()];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for _ in 0..draws {
+        let mut best: Option<(usize, f64)> = None;
+        for (index, belief) in &present {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            let value = belief.mean + belief.variance.max(0.0).sqrt() * z;
+            if best.is_none_or(|(_, v)| value > v) {
+                best = Some((*index, value));
+            }
+        }
+        if let Some((index, _)) = best {
+            wins[index] += 1;
+        }
+    }
+    beliefs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b.map(|_| wins[i] as f64 / draws.max(1) as f64))
+        .collect()
+}
+
+/// What ops and the configuration allow for one scheme in one segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SchemeLimits {
+    /// Lowest weight (unless switched off).
+    pub floor: f64,
+    /// Highest weight.
+    pub cap: f64,
+    /// A fixed weight.
+    pub pinned: Option<f64>,
+    /// Switched off: weight 0.
+    pub off: bool,
+}
+
+impl Default for SchemeLimits {
+    fn default() -> Self {
+        Self {
+            floor: 0.0,
+            cap: 1.0,
+            pinned: None,
+            off: false,
+        }
+    }
+}
+
+/// Whether ops force a scheme of the segment further than the max step:
+/// switching one off, capping one below its weight minus the step, or
+/// pinning one more than a step away. Ops' limits win, and the max step of
+/// the other schemes is lifted so the weight can go somewhere.
+pub fn forced_by_ops(limits: &[SchemeLimits], previous: Option<&[f64]>, max_step: f64) -> bool {
+    let Some(previous) = previous else {
+        return false;
+    };
+    limits.iter().zip(previous).any(|(l, p)| {
+        (l.off && *p > 0.0)
+            || l.cap.max(l.floor) < p - max_step
+            || l.pinned.is_some_and(|w| (w - p).abs() > max_step)
+    })
+}
+
+/// Each scheme's bounds: pinned and off fix it; otherwise floor and cap,
+/// narrowed to `previous +- max_step` unless ops force a change
+/// ([`forced_by_ops`]).
+pub fn bounds(limits: &[SchemeLimits], previous: Option<&[f64]>, max_step: f64) -> Vec<(f64, f64)> {
+    let switching_off = forced_by_ops(limits, previous, max_step);
+    limits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if l.off {
+                return (0.0, 0.0);
+            }
+            if let Some(weight) = l.pinned {
+                return (weight, weight);
+            }
+            let (mut low, mut high) = (l.floor, l.cap.max(l.floor));
+            if let (Some(previous), false) = (previous, switching_off) {
+                low = low.max(previous[i] - max_step).min(high);
+                high = high.min(previous[i] + max_step).max(low);
+            }
+            (low, high)
+        })
+        .collect()
+}
+
+/// The point of `{w : sum w = 1, low_i <= w_i <= high_i}` nearest to
+/// `target`: `w_i = clamp(target_i - nu, low_i, high_i)` with `nu` found by
+/// bisection. An error when the bounds cannot bracket 1.
+pub fn project(target: &[f64], bounds: &[(f64, f64)]) -> Result<Vec<f64>, TuningError> {
+    if target.is_empty() {
         return Err(TuningError::NoSchemes);
     }
-    if !(0.0..=1.0).contains(&(floor * n as f64)) || floor < 0.0 {
-        return Err(TuningError::InfeasibleFloor {
-            floor,
-            n_schemes: n,
-        });
+    let lower: f64 = bounds.iter().map(|b| b.0).sum();
+    let upper: f64 = bounds.iter().map(|b| b.1).sum();
+    const SLACK: f64 = 1e-9;
+    if lower > 1.0 + SLACK || upper < 1.0 - SLACK || bounds.iter().any(|b| b.0 > b.1 + SLACK) {
+        return Err(TuningError::Infeasible { lower, upper });
     }
-    let positive: Vec<f64> = net_per_partner
+    let inside = target
         .iter()
-        .map(|v| v.map_or(0.0, |v| v.max(0.0)))
+        .zip(bounds)
+        .all(|(t, (low, high))| *low <= *t && t <= high);
+    if inside && (target.iter().sum::<f64>() - 1.0).abs() <= 1e-12 {
+        // Already feasible: the nearest point is the target itself.
+        return Ok(target.to_vec());
+    }
+    let at = |nu: f64| -> Vec<f64> {
+        target
+            .iter()
+            .zip(bounds)
+            .map(|(t, (low, high))| (t - nu).clamp(*low, high.max(*low)))
+            .collect()
+    };
+    let sum = |w: &[f64]| w.iter().sum::<f64>();
+    let spread = target.iter().fold(0.0f64, |m, t| m.max(t.abs())) + 2.0;
+    let (mut low_nu, mut high_nu) = (-spread, spread);
+    for _ in 0..200 {
+        let mid = 0.5 * (low_nu + high_nu);
+        if sum(&at(mid)) > 1.0 {
+            low_nu = mid;
+        } else {
+            high_nu = mid;
+        }
+    }
+    let mut weights = at(0.5 * (low_nu + high_nu));
+    // Remove the bisection's last rounding from the schemes strictly inside
+    // their bounds, so the weights sum to 1 to machine precision.
+    let error = sum(&weights) - 1.0;
+    let free: Vec<usize> = (0..weights.len())
+        .filter(|i| weights[*i] > bounds[*i].0 && weights[*i] < bounds[*i].1)
         .collect();
-    let total: f64 = positive.iter().sum();
-    if total <= 0.0 {
-        return Ok(vec![(1.0 / n as f64, WeightBasis::Equal); n]);
+    if !free.is_empty() {
+        for i in &free {
+            weights[*i] -= error / free.len() as f64;
+        }
     }
-    let free = 1.0 - floor * n as f64;
-    Ok(positive
-        .iter()
-        .map(|p| {
-            let weight = floor + free * p / total;
-            (
-                weight,
-                if *p > 0.0 {
-                    WeightBasis::Proportional
-                } else {
-                    WeightBasis::Floor
-                },
-            )
-        })
-        .collect())
+    Ok(weights)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn weights_follow_positive_net_value_above_the_floor() {
-        let weights = proportional_weights(&[Some(3.0), Some(1.0), Some(-2.0), None], 0.05)
-            .expect("feasible");
-        let values: Vec<f64> = weights.iter().map(|w| w.0).collect();
-        assert!((values.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!((values[0] - (0.05 + 0.8 * 0.75)).abs() < 1e-12);
-        assert!((values[1] - (0.05 + 0.8 * 0.25)).abs() < 1e-12);
-        assert_eq!((values[2], values[3]), (0.05, 0.05));
-        assert_eq!(weights[2].1, WeightBasis::Floor);
+    fn belief(mean: f64, sd: f64) -> Option<Belief> {
+        Some(Belief {
+            mean,
+            variance: sd * sd,
+        })
     }
 
     #[test]
-    fn no_positive_evidence_gives_equal_weights() {
-        let weights = proportional_weights(&[Some(-1.0), None], 0.1).expect("feasible");
-        assert_eq!(weights, vec![(0.5, WeightBasis::Equal); 2]);
+    fn forgetting_widens_the_prior_before_the_update() {
+        let prior = belief(10.0, 2.0);
+        let evidence = Some(Evidence {
+            net_per_partner: 0.0,
+            se: 2.0,
+        });
+        let kept = update(prior, evidence, 1.0).expect("posterior");
+        let faded = update(prior, evidence, 0.5).expect("posterior");
+        assert!((kept.mean - 5.0).abs() < 1e-12);
+        // Prior variance 8 vs evidence 4: the evidence weighs twice as much.
+        assert!((faded.mean - 10.0 / 3.0).abs() < 1e-12);
+        assert!(faded.variance > kept.variance);
+        assert_eq!(update(None, None, 0.7), None);
     }
 
     #[test]
-    fn floors_above_one_are_infeasible() {
-        assert!(proportional_weights(&[Some(1.0); 5], 0.25).is_err());
-        assert!(proportional_weights(&[], 0.0).is_err());
+    fn the_pooled_prior_shrinks_to_the_fixed_mean_when_segments_agree() {
+        let agree = [5.0, 5.1, 4.9].map(|m| Evidence {
+            net_per_partner: m,
+            se: 1.0,
+        });
+        let pooled = pooled_prior(&agree).expect("prior");
+        assert!((pooled.mean - 5.0).abs() < 1e-9);
+        // tau2 = 0, floored at a typical segment's own variance (1).
+        assert!((pooled.variance - (1.0 + 1.0 / 3.0)).abs() < 1e-9);
+        let disagree = [0.0, 10.0, 20.0].map(|m| Evidence {
+            net_per_partner: m,
+            se: 1.0,
+        });
+        assert!(pooled_prior(&disagree).expect("prior").variance > 50.0);
+        assert_eq!(pooled_prior(&agree[..1]), None);
+    }
+
+    #[test]
+    fn a_clear_winner_is_best_with_probability_near_one_and_draws_are_seeded() {
+        let beliefs = [belief(10.0, 1.0), belief(0.0, 1.0), None, belief(9.0, 1.0)];
+        let p = probability_best(&beliefs, 4000, 3);
+        assert_eq!(p, probability_best(&beliefs, 4000, 3));
+        assert_eq!(p[2], None);
+        let p: Vec<f64> = p.into_iter().map(|p| p.unwrap_or(0.0)).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p[0] > 0.7 && p[3] > 0.15 && p[1] < 0.001, "{p:?}");
+    }
+
+    #[test]
+    fn the_projection_honours_floor_step_cap_pin_and_off() {
+        let limits = [
+            SchemeLimits {
+                floor: 0.05,
+                ..SchemeLimits::default()
+            },
+            SchemeLimits {
+                floor: 0.05,
+                cap: 0.3,
+                ..SchemeLimits::default()
+            },
+            SchemeLimits {
+                pinned: Some(0.2),
+                ..SchemeLimits::default()
+            },
+            SchemeLimits {
+                floor: 0.05,
+                ..SchemeLimits::default()
+            },
+        ];
+        let previous = [0.25, 0.25, 0.2, 0.3];
+        let b = bounds(&limits, Some(&previous), 0.15);
+        let w = project(&[0.9, 0.1, 0.0, 0.0], &b).expect("feasible");
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
+        assert!((w[0] - 0.40).abs() < 1e-9, "max step up: {w:?}");
+        assert_eq!(w[2], 0.2);
+        assert!(w[3] >= 0.15 - 1e-12, "max step down: {w:?}");
+        // Switching scheme 3 off lifts the max step: it goes to 0.
+        let mut off = limits;
+        off[3].off = true;
+        let w =
+            project(&[0.9, 0.1, 0.0, 0.0], &bounds(&off, Some(&previous), 0.15)).expect("feasible");
+        assert_eq!(w[3], 0.0);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Floors that cannot fit.
+        let tight = [SchemeLimits {
+            floor: 0.4,
+            ..SchemeLimits::default()
+        }; 3];
+        assert!(matches!(
+            project(&[0.3; 3], &bounds(&tight, None, 0.15)),
+            Err(TuningError::Infeasible { .. })
+        ));
     }
 }

@@ -49,6 +49,12 @@ pub const DEFAULT_FDR: f64 = 0.10;
 pub const DEFAULT_SRM_P_THRESHOLD: f64 = 0.001;
 /// Default lowest weight of a scheme.
 pub const DEFAULT_FLOOR: f64 = 0.05;
+/// Default forgetting factor of the previous posterior.
+pub const DEFAULT_FORGETTING: f64 = 0.7;
+/// Default largest change of a weight per period.
+pub const DEFAULT_MAX_STEP: f64 = 0.15;
+/// Default posterior draws.
+pub const DEFAULT_DRAWS: usize = 4000;
 /// Default holdout share.
 pub const DEFAULT_HOLDOUT_SHARE: f64 = 0.10;
 
@@ -168,6 +174,34 @@ pub struct RawTuning {
     pub holdout_share: Option<f64>,
     /// Weights without evidence, by scheme id (default: equal).
     pub initial_weights: Option<std::collections::BTreeMap<String, f64>>,
+    /// Forgetting factor in (0, 1] (default 0.7).
+    pub forgetting: Option<f64>,
+    /// Largest change of a weight per period (default 0.15).
+    pub max_step: Option<f64>,
+    /// Posterior draws for the probability of being best (default 4000).
+    pub draws: Option<usize>,
+    /// Highest weight per scheme, every segment.
+    pub caps: Option<std::collections::BTreeMap<String, f64>>,
+    /// Fixed weights per scheme, every segment.
+    pub pinned: Option<std::collections::BTreeMap<String, f64>>,
+    /// Schemes switched off, every segment.
+    pub off: Option<Vec<String>>,
+    /// Per-segment caps, pins and switches.
+    pub segment: Option<Vec<RawSegmentTuning>>,
+}
+
+/// One `[[tuning.segment]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSegmentTuning {
+    /// Segment id (required).
+    pub id: Option<u32>,
+    /// Highest weight per scheme in this segment.
+    pub caps: Option<std::collections::BTreeMap<String, f64>>,
+    /// Fixed weights per scheme in this segment.
+    pub pinned: Option<std::collections::BTreeMap<String, f64>>,
+    /// Schemes switched off in this segment.
+    pub off: Option<Vec<String>>,
 }
 
 /// `[inputs]`.
@@ -354,6 +388,96 @@ pub struct TuningSettings {
     pub holdout_share: f64,
     /// Initial weights by scheme id (empty: equal).
     pub initial_weights: std::collections::BTreeMap<String, f64>,
+    /// Forgetting factor of the previous posterior.
+    pub forgetting: f64,
+    /// Largest change of a weight per period.
+    pub max_step: f64,
+    /// Posterior draws for the probability of being best.
+    pub draws: usize,
+    /// Caps, pins and switches for every segment.
+    pub rules: SchemeRules,
+    /// Per segment id, on top of `rules`.
+    pub segments: std::collections::BTreeMap<u32, SchemeRules>,
+}
+
+/// Caps, pins and switched-off schemes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SchemeRules {
+    /// Highest weight by scheme.
+    pub caps: std::collections::BTreeMap<String, f64>,
+    /// Fixed weight by scheme.
+    pub pinned: std::collections::BTreeMap<String, f64>,
+    /// Schemes at weight 0.
+    pub off: std::collections::BTreeSet<String>,
+}
+
+/// Resolves caps, pins and switches under `key`, with the problems found.
+fn scheme_rules(
+    key: &str,
+    caps: Option<std::collections::BTreeMap<String, f64>>,
+    pinned: Option<std::collections::BTreeMap<String, f64>>,
+    off: Option<Vec<String>>,
+    schemes: Option<&[String]>,
+) -> (SchemeRules, Vec<(String, String)>) {
+    let rules = SchemeRules {
+        caps: caps.unwrap_or_default(),
+        pinned: pinned.unwrap_or_default(),
+        off: off.unwrap_or_default().into_iter().collect(),
+    };
+    let mut problems = Vec::new();
+    for (name, map) in [("caps", &rules.caps), ("pinned", &rules.pinned)] {
+        for (scheme, value) in map {
+            if !(0.0..=1.0).contains(value) {
+                problems.push((
+                    format!("{key}.{name}"),
+                    format!("`{scheme}` has {value}; a weight is in [0, 1]"),
+                ));
+            }
+        }
+    }
+    for scheme in rules
+        .caps
+        .keys()
+        .chain(rules.pinned.keys())
+        .chain(&rules.off)
+    {
+        if schemes.is_some_and(|schemes| !schemes.contains(scheme)) {
+            problems.push((
+                key.to_string(),
+                format!("`{scheme}` is not in tuning.schemes"),
+            ));
+        }
+        if rules.off.contains(scheme) && rules.pinned.contains_key(scheme) {
+            problems.push((
+                key.to_string(),
+                format!("`{scheme}` is both pinned and switched off"),
+            ));
+        }
+    }
+    (rules, problems)
+}
+
+impl TuningSettings {
+    /// The limits of `scheme` in `segment`: the segment's own rules over the
+    /// program's.
+    pub fn limits(&self, segment: u32, scheme: &str) -> segtune_models::tuning::SchemeLimits {
+        let own = self.segments.get(&segment);
+        let cap = own
+            .and_then(|r| r.caps.get(scheme))
+            .or_else(|| self.rules.caps.get(scheme))
+            .copied();
+        let pinned = own
+            .and_then(|r| r.pinned.get(scheme))
+            .or_else(|| self.rules.pinned.get(scheme))
+            .copied();
+        let off = own.is_some_and(|r| r.off.contains(scheme)) || self.rules.off.contains(scheme);
+        segtune_models::tuning::SchemeLimits {
+            floor: self.floor,
+            cap: cap.unwrap_or(1.0),
+            pinned,
+            off,
+        }
+    }
 }
 
 /// One resolved outcome.
@@ -955,6 +1079,51 @@ impl RunSettings {
         if !initial_weights.is_empty() && initial_weights.values().sum::<f64>() <= 0.0 {
             problem("tuning.initial-weights", "the weights sum to 0".into());
         }
+        let forgetting = tuning.forgetting.unwrap_or(DEFAULT_FORGETTING);
+        if !(forgetting > 0.0 && forgetting <= 1.0) {
+            problem(
+                "tuning.forgetting",
+                format!("must be in (0, 1] (1 keeps all evidence), got {forgetting}"),
+            );
+        }
+        let max_step = tuning.max_step.unwrap_or(DEFAULT_MAX_STEP);
+        if !(max_step > 0.0 && max_step <= 1.0) {
+            problem(
+                "tuning.max-step",
+                format!("must be in (0, 1], got {max_step}"),
+            );
+        }
+        let draws = tuning.draws.unwrap_or(DEFAULT_DRAWS);
+        if draws < 100 {
+            problem("tuning.draws", format!("must be at least 100, got {draws}"));
+        }
+        let schemes = tuning.schemes.as_deref();
+        let (program_rules, found) =
+            scheme_rules("tuning", tuning.caps, tuning.pinned, tuning.off, schemes);
+        for (key, message) in found {
+            problem(&key, message);
+        }
+        let mut segment_rules = std::collections::BTreeMap::new();
+        for (index, raw_segment) in tuning.segment.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("tuning.segment.{index}");
+            let Some(id) = raw_segment.id else {
+                problem(&key, "needs an `id` (the segment id)".into());
+                continue;
+            };
+            let (own, found) = scheme_rules(
+                &key,
+                raw_segment.caps,
+                raw_segment.pinned,
+                raw_segment.off,
+                schemes,
+            );
+            for (key, message) in found {
+                problem(&key, message);
+            }
+            if segment_rules.insert(id, own).is_some() {
+                problem(&key, format!("segment {id} is configured twice"));
+            }
+        }
 
         let mut outcomes_settings = Vec::new();
         for (index, outcome) in raw.outcome.unwrap_or_default().into_iter().enumerate() {
@@ -1126,6 +1295,11 @@ impl RunSettings {
                 floor,
                 holdout_share,
                 initial_weights,
+                forgetting,
+                max_step,
+                draws,
+                rules: program_rules,
+                segments: segment_rules,
             },
             rules,
             names,

@@ -29,6 +29,9 @@ pub struct PreviousRun {
     pub weights: HashMap<(u32, String), f64>,
     /// Its holdout share by segment id (the draw the evaluated period had).
     pub holdout_share: HashMap<u32, f64>,
+    /// Its posterior of net value per partner by segment and scheme (empty
+    /// for runs before the posterior was written).
+    pub posterior: HashMap<(u32, String), segtune_models::tuning::Belief>,
     /// Highest segment id ever used up to that run.
     pub max_segment_id: u32,
     /// Segment id of each rule (by rule name).
@@ -158,6 +161,29 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
             out.model = crate::continuity::PreviousModel::from_json(&model);
             out.drift_reference =
                 serde_json::from_value(model["drift_reference"].clone()).unwrap_or_default();
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("posterior.json")) {
+        let rows: Vec<crate::tune::PosteriorRow> = serde_json::from_str(&text)
+            .map_err(|e| {
+                problem(
+                    &dir.join("posterior.json"),
+                    None,
+                    format!("is not a segtune posterior: {e}"),
+                )
+            })
+            .unwrap_or_else(|p| {
+                problems.push(p);
+                Vec::new()
+            });
+        for row in rows {
+            out.posterior.insert(
+                (row.segment_id, row.scheme_id),
+                segtune_models::tuning::Belief {
+                    mean: row.mean,
+                    variance: row.variance,
+                },
+            );
         }
     }
     let manifest_path = dir.join("manifest.json");

@@ -161,9 +161,10 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 options.dump_design.is_some(),
             ))
         })?;
-        let weights = stages.time("tune", || {
+        let tuned = stages.time("tune", || {
             tune(&evaluation, &segments, previous.as_ref(), settings)
         })?;
+        let weights = tuned.weights;
         let power = stages.time("power", || {
             Ok(crate::power::power(
                 &evaluation,
@@ -188,6 +189,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             outputs::write_power(&dir, &power)?;
             outputs::write_randomisation(&dir, &evaluation.randomisation)?;
             outputs::write_weights(&dir, &weights)?;
+            outputs::write_json(&dir.join("posterior.json"), &tuned.posterior)?;
             outputs::write_migration(&dir, &segments)?;
             outputs::write_assignments_next(&dir, &inputs.partners, &next)?;
             let model = serde_json::json!({

@@ -1,15 +1,25 @@
 //! Stage 5, tune: each segment's scheme weights for the target period.
 //!
-//! Evidence for a segment is the lift of the tuning outcome in the stratum
-//! with the same segment id. With evidence, each scheme gets the floor plus a
-//! share of the rest in proportion to its positive net value per treated
-//! partner; without any, the initial weights (equal unless configured) with
-//! the reason "no evidence yet". Every weight carries its reason in words.
+//! Evidence for a segment is this period's lift of the tuning outcome in the
+//! stratum with the same segment id, as net value per treated partner. The
+//! posterior of each (segment, scheme) is the previous run's posterior,
+//! faded by `tuning.forgetting`, updated with that evidence; a segment
+//! without a previous posterior starts from the scheme's pooled distribution
+//! across segments ([`segtune_models::tuning`]). The target weights are the
+//! probabilities of being the best scheme, projected onto the limits (floor,
+//! caps, pins, switched-off schemes, at most `tuning.max-step` of change).
+//! A scheme without any belief keeps its weight; a segment without any
+//! evidence keeps the initial (or previous) weights. Every weight carries its
+//! reason in words, and the posterior is written for the next run.
 
-use segtune_models::tuning::{proportional_weights, WeightBasis};
+use std::collections::BTreeMap;
+
+use segtune_models::tuning::{
+    bounds, pooled_prior, probability_best, project, update, Belief, Evidence, SchemeLimits,
+};
 
 use crate::config::RunSettings;
-use crate::evaluate::Evaluation;
+use crate::evaluate::{Evaluation, LiftRow};
 use crate::exit::UsageError;
 use crate::previous::PreviousRun;
 use crate::segment::Segments;
@@ -35,6 +45,31 @@ pub struct WeightRow {
     pub reason: String,
 }
 
+/// One row of `posterior.json`: the belief about a scheme's net value per
+/// treated partner in a segment after this period.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PosteriorRow {
+    /// Segment id.
+    pub segment_id: u32,
+    /// Scheme.
+    pub scheme_id: String,
+    /// Posterior mean.
+    pub mean: f64,
+    /// Posterior variance.
+    pub variance: f64,
+    /// Probability of being the segment's best scheme.
+    pub probability_best: Option<f64>,
+}
+
+/// Weights and the posterior behind them.
+#[derive(Debug, Clone, Default)]
+pub struct Tuned {
+    /// Weights, by segment then scheme.
+    pub weights: Vec<WeightRow>,
+    /// The posterior, by segment then scheme.
+    pub posterior: Vec<PosteriorRow>,
+}
+
 /// The schemes to weigh: configured, else those in the assignments.
 pub fn schemes(evaluation: &Evaluation, settings: &RunSettings) -> Result<Vec<String>, UsageError> {
     match &settings.tuning.schemes {
@@ -54,141 +89,233 @@ fn money(value: f64) -> String {
     }
 }
 
-/// Weights for every segment and scheme.
+/// Net value per treated partner of a lift cell, with its standard error.
+fn evidence(row: &LiftRow, value_per_unit: f64) -> Option<Evidence> {
+    let (lift, se) = (row.lift?, row.se?);
+    let n = row.n_treated.max(1) as f64;
+    Some(Evidence {
+        net_per_partner: value_per_unit * lift
+            - row.cost / (n + row.n_treated_missing_outcome as f64),
+        se: value_per_unit * se,
+    })
+}
+
+/// Seed of a segment's posterior draws.
+fn draws_seed(seed: u64, segment: u32) -> u64 {
+    (seed ^ u64::from(segment).wrapping_mul(0xA24B_AED4_963E_E407)).rotate_left(23) ^ 0x7E57
+}
+
+/// Weights for every segment and scheme, and the posterior.
 pub fn tune(
     evaluation: &Evaluation,
     segments: &Segments,
     previous: Option<&PreviousRun>,
     settings: &RunSettings,
-) -> anyhow::Result<Vec<WeightRow>> {
+) -> anyhow::Result<Tuned> {
     let schemes = schemes(evaluation, settings)?;
+    let tuning = &settings.tuning;
     let tune_outcome = settings.evaluation.tune_outcome.as_deref();
-    let mut rows = Vec::new();
-    for segment in &segments.segments {
-        let evidence: Vec<Option<&crate::evaluate::LiftRow>> = schemes
+    let value_per_unit = settings
+        .outcomes
+        .iter()
+        .find(|o| Some(o.name.as_str()) == tune_outcome)
+        .map_or(1.0, |o| o.value_per_unit);
+    // This period's evidence by (stratum, scheme); refused strata give none.
+    let mut evidence_of: BTreeMap<(u32, &str), Evidence> = BTreeMap::new();
+    for row in &evaluation.rows {
+        if Some(row.outcome.as_str()) != tune_outcome
+            || evaluation.refused.contains_key(&row.segment_id)
+        {
+            continue;
+        }
+        if let Some(e) = evidence(row, value_per_unit) {
+            evidence_of.insert((row.segment_id, row.scheme_id.as_str()), e);
+        }
+    }
+    let pooled: Vec<Option<Belief>> = schemes
+        .iter()
+        .map(|scheme| {
+            let across: Vec<Evidence> = evidence_of
+                .iter()
+                .filter(|((_, s), _)| s == scheme)
+                .map(|(_, e)| *e)
+                .collect();
+            pooled_prior(&across)
+        })
+        .collect();
+    let initial: Vec<f64> = {
+        let configured = &tuning.initial_weights;
+        let raw: Vec<f64> = schemes
             .iter()
-            .map(|scheme| {
-                evaluation.rows.iter().find(|r| {
-                    Some(r.outcome.as_str()) == tune_outcome
-                        && r.segment_id == segment.id
-                        && &r.scheme_id == scheme
-                })
+            .map(|s| {
+                if configured.is_empty() {
+                    1.0
+                } else {
+                    configured.get(s).copied().unwrap_or(0.0)
+                }
             })
             .collect();
-        let net_per_partner: Vec<Option<f64>> = evidence
-            .iter()
-            .map(|row| row.and_then(|r| r.net.map(|net| net / r.n_treated.max(1) as f64)))
-            .collect();
+        let total: f64 = raw.iter().sum();
+        raw.iter().map(|w| w / total).collect()
+    };
+
+    let mut ordered: Vec<_> = segments.segments.iter().collect();
+    ordered.sort_by_key(|s| s.id);
+    let mut tuned = Tuned::default();
+    for segment in ordered {
         let previous_weights: Option<Vec<f64>> = previous.and_then(|p| {
             schemes
                 .iter()
                 .map(|s| p.weights.get(&(segment.id, s.clone())).copied())
                 .collect()
         });
-        let weights: Vec<(f64, String)> = if let Some(p_value) = evaluation.refused.get(&segment.id)
-        {
-            // A broken draw: its lift cannot be trusted, so nothing moves.
-            let held = previous_weights.unwrap_or_else(|| vec![1.0; schemes.len()]);
-            let total: f64 = held.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-            held.iter()
-                .map(|w| {
-                    (
-                        w / total,
-                        format!(
-                            "held: this segment's draw in {} failed the randomisation check \
-                             (p = {p_value:.1e}), so its lift is not used",
-                            settings.period
-                        ),
-                    )
-                })
-                .collect()
-        } else if net_per_partner.iter().all(Option::is_none) {
-            let configured = &settings.tuning.initial_weights;
-            let raw: Vec<f64> = schemes
-                .iter()
-                .map(|s| {
-                    if configured.is_empty() {
-                        1.0
-                    } else {
-                        configured.get(s).copied().unwrap_or(0.0)
-                    }
-                })
-                .collect();
-            let total: f64 = raw.iter().sum();
-            let basis = if configured.is_empty() {
-                "equal initial weight"
-            } else {
-                "configured initial weight"
+        let limits: Vec<SchemeLimits> = schemes
+            .iter()
+            .map(|s| tuning.limits(segment.id, s))
+            .collect();
+        let evidence: Vec<Option<Evidence>> = schemes
+            .iter()
+            .map(|s| evidence_of.get(&(segment.id, s.as_str())).copied())
+            .collect();
+        let posterior: Vec<Option<Belief>> = schemes
+            .iter()
+            .enumerate()
+            .map(|(i, scheme)| {
+                let prior = previous
+                    .and_then(|p| p.posterior.get(&(segment.id, scheme.clone())).copied())
+                    .or(pooled[i]);
+                update(prior, evidence[i], tuning.forgetting)
+            })
+            .collect();
+        let p_best = probability_best(
+            &posterior,
+            tuning.draws,
+            draws_seed(settings.seed, segment.id),
+        );
+        let start = previous_weights.clone().unwrap_or_else(|| initial.clone());
+        let refused = evaluation.refused.get(&segment.id);
+        let any_belief = posterior.iter().any(Option::is_some);
+        // Schemes without a belief (or every scheme of a refused stratum)
+        // keep their weight; the others share the rest by probability best.
+        let held: Vec<bool> = (0..schemes.len())
+            .map(|i| refused.is_some() || posterior[i].is_none())
+            .collect();
+        let held_total: f64 = (0..schemes.len())
+            .filter(|i| held[*i])
+            .map(|i| start[i])
+            .sum();
+        let free_total: f64 = p_best
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| !**h)
+            .map(|(p, _)| p.unwrap_or(0.0))
+            .sum();
+        let target: Vec<f64> = (0..schemes.len())
+            .map(|i| {
+                if held[i] || free_total <= 0.0 {
+                    start[i]
+                } else {
+                    (1.0 - held_total) * p_best[i].unwrap_or(0.0) / free_total
+                }
+            })
+            .collect();
+        let mut segment_bounds = bounds(&limits, previous_weights.as_deref(), tuning.max_step);
+        for (i, bound) in segment_bounds.iter_mut().enumerate() {
+            if held[i] && !limits[i].off && limits[i].pinned.is_none() {
+                *bound = (start[i], start[i]);
+            }
+        }
+        let weights = project(&target, &segment_bounds)
+            .or_else(|_| {
+                // Held weights may not fit new limits: let them move.
+                project(
+                    &target,
+                    &bounds(&limits, previous_weights.as_deref(), tuning.max_step),
+                )
+            })
+            .map_err(|error| {
+                UsageError(format!(
+                    "segment {} (\"{}\"): {error}; check tuning.floor, caps, pinned and off",
+                    segment.id, segment.name
+                ))
+            })?;
+        for (i, scheme) in schemes.iter().enumerate() {
+            let weight = weights[i];
+            let before = previous_weights.as_ref().map(|p| p[i]);
+            let change = match before {
+                Some(p) if format!("{weight:.2}") == format!("{p:.2}") => {
+                    format!("kept at {weight:.2}")
+                }
+                Some(p) if weight > p => format!("raised from {p:.2} to {weight:.2}"),
+                Some(p) => format!("lowered from {p:.2} to {weight:.2}"),
+                None => format!("set to {weight:.2}"),
             };
-            raw.iter()
-                .map(|w| (w / total, format!("no evidence yet: {basis}")))
-                .collect()
-        } else {
-            let value_per_unit = settings
-                .outcomes
-                .iter()
-                .find(|o| Some(o.name.as_str()) == tune_outcome)
-                .map_or(1.0, |o| o.value_per_unit);
-            let weights = proportional_weights(&net_per_partner, settings.tuning.floor)?;
-            weights
-                .into_iter()
-                .zip(&evidence)
-                .zip(&net_per_partner)
-                .map(|(((weight, basis), row), net)| {
-                    let reason = match (basis, row, net) {
-                        (WeightBasis::Equal, _, _) => {
-                            "equal weight: no scheme shows a positive net value in this segment"
-                                .to_string()
-                        }
-                        (_, Some(row), Some(net)) => {
-                            let interval = match (row.ci_low, row.ci_high) {
-                                (Some(low), Some(high)) => format!(
-                                    " ({} to {})",
-                                    money(
-                                        value_per_unit * low
-                                            - row.cost / row.n_treated.max(1) as f64
-                                    ),
-                                    money(
-                                        value_per_unit * high
-                                            - row.cost / row.n_treated.max(1) as f64
-                                    )
-                                ),
-                                _ => String::new(),
-                            };
-                            if basis == WeightBasis::Proportional {
-                                format!(
-                                    "in proportion to net value {} per partner{interval}",
-                                    money(*net)
-                                )
-                            } else {
-                                format!(
-                                    "floor: net value {} per partner{interval} is not positive",
-                                    money(*net)
-                                )
-                            }
-                        }
-                        (_, Some(row), None) => format!("floor: no estimate ({})", row.method),
-                        (_, None, _) => {
-                            "floor: the scheme was not assigned in this segment".to_string()
-                        }
-                    };
-                    (weight, reason)
-                })
-                .collect()
-        };
-        for (scheme, (weight, reason)) in schemes.iter().zip(weights) {
-            rows.push(WeightRow {
+            let why = if limits[i].off {
+                "switched off by ops".to_string()
+            } else if limits[i].pinned.is_some() {
+                "pinned by ops".to_string()
+            } else if let Some(p) = refused {
+                format!(
+                    "held: this segment's draw in {} failed the randomisation check (p = {p:.1e}), so its lift is not used",
+                    settings.period
+                )
+            } else if !any_belief {
+                if tuning.initial_weights.is_empty() {
+                    "no evidence yet: equal initial weight".to_string()
+                } else {
+                    "no evidence yet: configured initial weight".to_string()
+                }
+            } else if let Some(belief) = posterior[i] {
+                let (low, high) = belief.interval();
+                let source = if evidence[i].is_some() {
+                    ""
+                } else {
+                    " (no new estimate: earlier evidence and other segments)"
+                };
+                format!(
+                    "net {} per partner ({} to {}){source}, best in segment with probability {:.2}",
+                    money(belief.mean),
+                    money(low),
+                    money(high),
+                    p_best[i].unwrap_or(0.0)
+                )
+            } else {
+                "no evidence for this scheme: weight held".to_string()
+            };
+            let (low, high) = segment_bounds[i];
+            let binding = if limits[i].off || limits[i].pinned.is_some() || held[i] {
+                ""
+            } else if before.is_some_and(|p| (weight - (p + tuning.max_step)).abs() < 1e-9)
+                || before.is_some_and(|p| (weight - (p - tuning.max_step)).abs() < 1e-9)
+            {
+                "; limited by the max step"
+            } else if (weight - low).abs() < 1e-9 && (low - limits[i].floor).abs() < 1e-9 {
+                "; at the floor"
+            } else if (weight - high).abs() < 1e-9 && (high - limits[i].cap).abs() < 1e-9 {
+                "; at its cap"
+            } else {
+                ""
+            };
+            tuned.weights.push(WeightRow {
                 target_period: settings.target_period.clone(),
                 segment_id: segment.id,
                 segment_name: segment.name.clone(),
                 scheme_id: scheme.clone(),
                 weight,
-                previous_weight: previous
-                    .and_then(|p| p.weights.get(&(segment.id, scheme.clone())).copied()),
-                holdout_share: settings.tuning.holdout_share,
-                reason,
+                previous_weight: before,
+                holdout_share: tuning.holdout_share,
+                reason: format!("{change}: {why}{binding}"),
             });
+            if let Some(belief) = posterior[i] {
+                tuned.posterior.push(PosteriorRow {
+                    segment_id: segment.id,
+                    scheme_id: scheme.clone(),
+                    mean: belief.mean,
+                    variance: belief.variance,
+                    probability_best: p_best[i],
+                });
+            }
         }
     }
-    Ok(rows)
+    Ok(tuned)
 }

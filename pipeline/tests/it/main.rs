@@ -14,3 +14,4 @@ mod lift_checks;
 mod peer_kmeans;
 mod rules_cli;
 mod run_e2e;
+mod tune_cli;

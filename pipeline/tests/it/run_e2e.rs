@@ -376,7 +376,7 @@ fn without_evidence_a_run_writes_initial_weights() {
     assert!(floats(&weights, "weight").iter().all(|w| *w == Some(0.25)));
     assert!(strings(&weights, "reason")
         .iter()
-        .all(|r| r.as_deref() == Some("no evidence yet: equal initial weight")));
+        .all(|r| r.as_deref() == Some("set to 0.25: no evidence yet: equal initial weight")));
     let (_, lift) = read(&out.join("lift.parquet"));
     assert_eq!(lift.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
 }
