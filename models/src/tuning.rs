@@ -313,6 +313,31 @@ pub fn project(target: &[f64], bounds: &[(f64, f64)]) -> Result<Vec<f64>, Tuning
     Ok(weights)
 }
 
+/// The weights within `bounds` (summing to 1) that maximise `sum w_i
+/// values_i`: every scheme at its lower bound, then the rest to the best
+/// schemes in turn up to their upper bounds (the optimum of this linear
+/// program). Ties go to the earlier scheme.
+pub fn best_allocation(values: &[f64], bounds: &[(f64, f64)]) -> Result<Vec<f64>, TuningError> {
+    if values.is_empty() {
+        return Err(TuningError::NoSchemes);
+    }
+    let lower: f64 = bounds.iter().map(|b| b.0).sum();
+    let upper: f64 = bounds.iter().map(|b| b.1).sum();
+    if lower > 1.0 + 1e-9 || upper < 1.0 - 1e-9 {
+        return Err(TuningError::Infeasible { lower, upper });
+    }
+    let mut weights: Vec<f64> = bounds.iter().map(|b| b.0).collect();
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|a, b| values[*b].total_cmp(&values[*a]).then(a.cmp(b)));
+    let mut left = 1.0 - lower;
+    for i in order {
+        let add = (bounds[i].1 - bounds[i].0).min(left).max(0.0);
+        weights[i] += add;
+        left -= add;
+    }
+    Ok(weights)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +347,16 @@ mod tests {
             mean,
             variance: sd * sd,
         })
+    }
+
+    #[test]
+    fn the_best_allocation_fills_the_best_schemes_up_to_their_bounds() {
+        let bounds = [(0.05, 0.4), (0.05, 1.0), (0.05, 1.0)];
+        let w = best_allocation(&[3.0, 1.0, 2.0], &bounds).expect("feasible");
+        for (got, want) in w.iter().zip([0.4, 0.05, 0.55]) {
+            assert!((got - want).abs() < 1e-12, "{w:?}");
+        }
+        assert!(best_allocation(&[1.0], &[(0.0, 0.5)]).is_err());
     }
 
     #[test]

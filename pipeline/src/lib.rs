@@ -27,5 +27,6 @@ pub mod report;
 pub mod rules;
 pub mod run;
 pub mod segment;
+pub mod simulate;
 pub mod summary;
 pub mod tune;

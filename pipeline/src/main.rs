@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use segtune::config::{ConfigError, Overrides, RawConfig, RunSettings};
-use segtune::exit::{classify, ExitStatus};
+use segtune::exit::{classify, ExitStatus, UsageError};
 use segtune::ingest::{ingest, IngestError};
 use segtune::output::StagedDir;
 use segtune_data::generator::{self, GeneratorParams};
@@ -71,6 +71,14 @@ enum Command {
     /// Reports every problem found: configuration problems (exit 2) and data
     /// problems (exit 3), each naming the file, the column and the row or partner.
     Validate(ValidateArgs),
+    /// Closed-loop simulation: segtune against a uniform program and an oracle.
+    ///
+    /// For each seed, a generated program runs period after period, each
+    /// period's outcomes computed for the draw segtune proposed the period
+    /// before. Writes simulation.json (per seed, period and policy: expected
+    /// incremental revenue, cost, net, ROI; the share of the oracle's gain
+    /// segtune captured) and simulation.svg, and prints one JSON line.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +133,28 @@ struct DemoArgs {
     #[arg(long, default_value_t = generator::DEFAULT_SEED)]
     seed: u64,
     /// Replace an existing folder that is not an earlier demo.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// Periods per program.
+    #[arg(long, default_value_t = 8)]
+    periods: usize,
+    /// Partners per program.
+    #[arg(long, default_value_t = generator::DEFAULT_PARTNERS)]
+    partners: usize,
+    /// Number of seeds (0 .. S).
+    #[arg(long, default_value_t = 10)]
+    seeds: u64,
+    /// The first period (1-based) of the headline sum.
+    #[arg(long, default_value_t = 4)]
+    from_period: usize,
+    /// Output folder (kept: each seed's run folders, the results).
+    #[arg(long, env = "SEGTUNE_OUT", default_value = "segtune-simulation")]
+    out: PathBuf,
+    /// Replace an existing output folder.
     #[arg(long)]
     force: bool,
 }
@@ -287,6 +317,47 @@ fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    if args.periods < 2 || args.from_period < 2 || args.from_period > args.periods {
+        return Err(UsageError(format!(
+            "--periods must be at least 2 and --from-period in 2..={} (period 1 is the generator's own draw)",
+            args.periods
+        ))
+        .into());
+    }
+    let staged = StagedDir::create(&args.out, args.force)?;
+    let params = segtune::simulate::SimulationParams {
+        partners: args.partners,
+        periods: args.periods,
+        seeds: args.seeds,
+        from_period: args.from_period,
+        extra_config: String::new(),
+    };
+    let started = std::time::Instant::now();
+    let simulation = segtune::simulate::simulate(&params, staged.path())?;
+    segtune::outputs::write_json(&staged.path().join("simulation.json"), &simulation)?;
+    fs_err::write(
+        staged.path().join("simulation.svg"),
+        segtune::simulate::chart(&simulation)?,
+    )?;
+    let out = staged.commit()?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": out,
+            "seeds": args.seeds,
+            "partners": args.partners,
+            "periods": args.periods,
+            "from_period": args.from_period,
+            "mean_captured": simulation.mean_captured,
+            "min_captured": simulation.min_captured,
+            "captured": simulation.seeds.iter().map(|s| s.captured).collect::<Vec<_>>(),
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
 fn assign(args: &AssignArgs) -> anyhow::Result<()> {
     let summary = segtune::assign::assign(&args.run, &args.partners, &args.out, args.force)?;
     println!("{}", serde_json::to_string(&summary)?);
@@ -419,6 +490,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&cli, args),
         Command::Assign(args) => assign(args),
         Command::Validate(args) => validate(args),
+        Command::Simulate(args) => simulate(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),

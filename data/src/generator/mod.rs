@@ -312,7 +312,8 @@ fn arrow_cast_utf8(array: &arrow_array::ArrayRef) -> Option<arrow_array::ArrayRe
 #[derive(Debug, Clone)]
 pub struct World {
     params: GeneratorValidParams,
-    overrides: Option<AssignmentOverride>,
+    overrides: Vec<AssignmentOverride>,
+    only_period: Option<usize>,
 }
 
 impl World {
@@ -320,19 +321,62 @@ impl World {
     pub fn new(params: GeneratorValidParams) -> Self {
         Self {
             params,
-            overrides: None,
+            overrides: Vec::new(),
+            only_period: None,
         }
     }
 
-    /// The same world with one period's draw replaced.
+    /// The same world with one period's draw replaced (a later replacement
+    /// of the same period wins).
     pub fn with_override(mut self, overrides: AssignmentOverride) -> Self {
-        self.overrides = Some(overrides);
+        self.overrides.retain(|o| o.period != overrides.period);
+        self.overrides.push(overrides);
+        self
+    }
+
+    /// The same world, writing only the tables of `period` (the truth
+    /// tables still cover every period): what a closed loop needs each step.
+    pub fn only_period(mut self, period: usize) -> Self {
+        self.only_period = Some(period);
         self
     }
 
     /// The replaced draw of `period`, if any.
     pub(crate) fn override_for(&self, period: usize) -> Option<&AssignmentOverride> {
-        self.overrides.as_ref().filter(|o| o.period == period)
+        self.overrides.iter().find(|o| o.period == period)
+    }
+
+    /// Whether the tables of `period` are written.
+    pub(crate) fn writes(&self, period: usize) -> bool {
+        self.only_period.is_none_or(|p| p == period)
+    }
+
+    /// Every partner in `period`'s draw with the true expected value of each
+    /// scheme for it: (partner id, per scheme in [`SCHEMES`] order the
+    /// expected revenue lift and the expected cost). Expected over the
+    /// outcome and cost noise, so policies can be compared without it.
+    pub fn expected_values(&self, period: usize) -> Vec<(String, Vec<(f64, f64)>)> {
+        let n_slots = total_slots(self.params.n_partners, self.params.n_periods);
+        (0..n_slots)
+            .into_par_iter()
+            .with_min_len(4096)
+            .filter_map(|slot| {
+                let history = simulate_slot(
+                    self.params.seed,
+                    slot as u64,
+                    self.params.n_partners,
+                    self.params.n_periods,
+                    self.params.drift,
+                );
+                let snapshot = history.snapshot(self.params.seed, period, self.params.null_rate)?;
+                snapshot.in_draw.then(|| {
+                    let values = (0..SCHEMES.len())
+                        .map(|s| snapshot.expected_value(s))
+                        .collect();
+                    (snapshot.partner_id.clone(), values)
+                })
+            })
+            .collect()
     }
 
     /// The parameters.

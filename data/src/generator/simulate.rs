@@ -492,6 +492,18 @@ impl Snapshot {
         }
     }
 
+    /// The expected revenue lift and expected cost of `scheme` for this
+    /// partner (the cost's expectation over take-up and size is
+    /// `cost_sd x revenue sd`, as in the truth table).
+    pub(crate) fn expected_value(&self, scheme: usize) -> (f64, f64) {
+        let sd = revenue_sd(self.archetype);
+        let spec = &SCHEMES[scheme];
+        (
+            TRUE_LIFT_SD[self.archetype.index()][scheme] * sd * self.effect_multiplier,
+            spec.cost_sd * sd,
+        )
+    }
+
     /// The generator's own draw: holdout first at `holdout_share`, then one
     /// of the schemes at equal weights.
     pub(crate) fn draw(&self, seed: u64, holdout_share: f64) -> Option<usize> {

@@ -472,7 +472,7 @@ pub(crate) fn write_chunk(
     for period in 0..world.params().n_periods {
         let chunk = period_chunk(world, &slots, period);
         accumulate(&mut acc, period, &chunk);
-        if chunk.snapshots.is_empty() {
+        if chunk.snapshots.is_empty() || !world.writes(period) {
             continue;
         }
         let tables: [(bool, &str, RecordBatch); 5] = [

@@ -14,4 +14,5 @@ mod lift_checks;
 mod peer_kmeans;
 mod rules_cli;
 mod run_e2e;
+mod simulate_cli;
 mod tune_cli;
