@@ -272,6 +272,7 @@ pub fn assignments_next() -> Arc<Schema> {
         Field::new(PARTNER_ID, DataType::Utf8, false),
         Field::new(SEGMENT_ID, DataType::UInt32, false),
         Field::new(SCHEME_ID, DataType::Utf8, false),
+        Field::new("holdout_streak", DataType::UInt32, false),
     ]))
 }
 

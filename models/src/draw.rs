@@ -43,14 +43,38 @@ pub fn stratified_draw(
     weights: &[f64],
     seed: u64,
 ) -> Vec<Option<usize>> {
+    stratified_draw_eligible(holdout_share, weights, seed, &vec![true; n])
+}
+
+/// As [`stratified_draw`], but only members with `eligible[i]` may be held
+/// out (strategic partners, partners held out too often): the holdout is the
+/// first round(h x n) eligible members of the shuffled order (fewer when
+/// fewer are eligible), the rest are dealt to schemes. With every member
+/// eligible it is exactly [`stratified_draw`].
+pub fn stratified_draw_eligible(
+    holdout_share: f64,
+    weights: &[f64],
+    seed: u64,
+    eligible: &[bool],
+) -> Vec<Option<usize>> {
+    let n = eligible.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let n_holdout = ((holdout_share.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
-    let counts = allocate(n - n_holdout, weights);
+    let wanted = ((holdout_share.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
+    let mut held = 0;
+    let mut dealt = Vec::with_capacity(n);
+    for member in order {
+        if held < wanted && eligible[member] {
+            held += 1;
+        } else {
+            dealt.push(member);
+        }
+    }
+    let counts = allocate(dealt.len(), weights);
     let mut out = vec![None; n];
-    let mut position = n_holdout;
+    let mut position = 0;
     for (scheme, count) in counts.iter().enumerate() {
-        for member in &order[position..position + count] {
+        for member in &dealt[position..position + count] {
             out[*member] = Some(scheme);
         }
         position += count;
@@ -75,6 +99,18 @@ mod tests {
         assert_eq!(draw.iter().filter(|d| d.is_none()).count(), 100);
         assert_eq!(draw.iter().filter(|d| **d == Some(0)).count(), 540);
         assert_eq!(draw.iter().filter(|d| **d == Some(1)).count(), 360);
+    }
+
+    #[test]
+    fn ineligible_members_are_never_held_out() {
+        let eligible: Vec<bool> = (0..1000).map(|i| i % 4 != 0).collect();
+        let draw = stratified_draw_eligible(0.1, &[0.6, 0.4], 5, &eligible);
+        assert_eq!(draw.iter().filter(|d| d.is_none()).count(), 100);
+        assert!((0..1000).all(|i| eligible[i] || draw[i].is_some()));
+        // Fewer eligible than the share: all of them, no more.
+        let few: Vec<bool> = (0..100).map(|i| i < 3).collect();
+        let draw = stratified_draw_eligible(0.1, &[1.0], 5, &few);
+        assert_eq!(draw.iter().filter(|d| d.is_none()).count(), 3);
     }
 
     #[test]

@@ -188,6 +188,14 @@ pub struct RawTuning {
     pub off: Option<Vec<String>>,
     /// Per-segment caps, pins and switches.
     pub segment: Option<Vec<RawSegmentTuning>>,
+    /// `fixed` (default) or `recommended` (from power, within the bounds).
+    pub holdout_policy: Option<String>,
+    /// Lowest recommended holdout share (default 0.05).
+    pub holdout_min: Option<f64>,
+    /// Highest recommended holdout share (default 0.30).
+    pub holdout_max: Option<f64>,
+    /// Most consecutive periods a partner may be held out (default: no cap).
+    pub max_consecutive_holdouts: Option<u32>,
 }
 
 /// One `[[tuning.segment]]`.
@@ -202,6 +210,8 @@ pub struct RawSegmentTuning {
     pub pinned: Option<std::collections::BTreeMap<String, f64>>,
     /// Schemes switched off in this segment.
     pub off: Option<Vec<String>>,
+    /// This segment's holdout share (over the policy).
+    pub holdout_share: Option<f64>,
 }
 
 /// `[inputs]`.
@@ -216,6 +226,8 @@ pub struct RawInputs {
     pub outcomes: Option<PathBuf>,
     /// The previous run's folder.
     pub previous_run: Option<PathBuf>,
+    /// Strategic partners (a `partner_id` table): never held out, never in lift.
+    pub strategic: Option<PathBuf>,
 }
 
 /// `[features]`.
@@ -306,6 +318,8 @@ pub struct InputPaths {
     pub outcomes: Option<PathBuf>,
     /// The previous run's folder.
     pub previous_run: Option<PathBuf>,
+    /// Strategic partners: never held out, never counted in lift.
+    pub strategic: Option<PathBuf>,
 }
 
 /// Resolved feature settings.
@@ -398,6 +412,28 @@ pub struct TuningSettings {
     pub rules: SchemeRules,
     /// Per segment id, on top of `rules`.
     pub segments: std::collections::BTreeMap<u32, SchemeRules>,
+    /// How each segment's holdout share is set.
+    pub holdout_policy: HoldoutPolicy,
+    /// Holdout shares fixed per segment id (over the policy).
+    pub segment_holdout: std::collections::BTreeMap<u32, f64>,
+    /// Most consecutive periods a partner may be held out.
+    pub max_consecutive_holdouts: Option<u32>,
+}
+
+/// How each segment's holdout share is set for the next draw.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldoutPolicy {
+    /// `tuning.holdout-share` everywhere.
+    Fixed,
+    /// The share power.parquet recommends for the tuning outcome, within
+    /// [min, max]; `max` where the minimum effect is unreachable.
+    Recommended {
+        /// Lowest share.
+        min: f64,
+        /// Highest share.
+        max: f64,
+    },
 }
 
 /// Caps, pins and switched-off schemes.
@@ -778,6 +814,7 @@ impl RunSettings {
             .previous_run
             .clone()
             .or(inputs.previous_run.as_ref().map(&resolve_path));
+        let strategic = inputs.strategic.as_ref().map(&resolve_path);
 
         let features = raw.features.unwrap_or_default();
         let check_names = |key: &str, names: &[String], problem: &mut dyn FnMut(&str, String)| {
@@ -1104,12 +1141,49 @@ impl RunSettings {
             problem(&key, message);
         }
         let mut segment_rules = std::collections::BTreeMap::new();
+        let mut segment_holdout = std::collections::BTreeMap::new();
+        let holdout_policy = match tuning.holdout_policy.as_deref() {
+            None | Some("fixed") => HoldoutPolicy::Fixed,
+            Some("recommended") => {
+                let min = tuning.holdout_min.unwrap_or(0.05);
+                let max = tuning.holdout_max.unwrap_or(0.30);
+                if !(0.0 < min && min <= max && max <= 0.5) {
+                    problem(
+                        "tuning.holdout-min",
+                        format!("holdout-min and holdout-max must satisfy 0 < min <= max <= 0.5, got {min} and {max}"),
+                    );
+                }
+                HoldoutPolicy::Recommended { min, max }
+            }
+            Some(other) => {
+                problem(
+                    "tuning.holdout-policy",
+                    format!("must be \"fixed\" or \"recommended\", got \"{other}\""),
+                );
+                HoldoutPolicy::Fixed
+            }
+        };
+        if tuning.max_consecutive_holdouts == Some(0) {
+            problem(
+                "tuning.max-consecutive-holdouts",
+                "must be at least 1 (leave it out for no cap)".into(),
+            );
+        }
         for (index, raw_segment) in tuning.segment.unwrap_or_default().into_iter().enumerate() {
             let key = format!("tuning.segment.{index}");
             let Some(id) = raw_segment.id else {
                 problem(&key, "needs an `id` (the segment id)".into());
                 continue;
             };
+            if let Some(share) = raw_segment.holdout_share {
+                if !(0.0..1.0).contains(&share) {
+                    problem(
+                        &format!("{key}.holdout-share"),
+                        format!("must be in [0, 1), got {share}"),
+                    );
+                }
+                segment_holdout.insert(id, share);
+            }
             let (own, found) = scheme_rules(
                 &key,
                 raw_segment.caps,
@@ -1270,6 +1344,7 @@ impl RunSettings {
                 assignments,
                 outcomes,
                 previous_run,
+                strategic,
             },
             features: FeatureSettings {
                 numeric: features.numeric,
@@ -1300,6 +1375,9 @@ impl RunSettings {
                 draws,
                 rules: program_rules,
                 segments: segment_rules,
+                holdout_policy,
+                segment_holdout,
+                max_consecutive_holdouts: tuning.max_consecutive_holdouts,
             },
             rules,
             names,

@@ -275,6 +275,11 @@ pub fn evaluate(
         for (assignment, stratum) in strata_of.iter().enumerate() {
             let Some(stratum) = stratum else { continue };
             let row = assignments.partner_row[assignment] as usize;
+            if inputs.strategic.get(row).copied().unwrap_or(false) {
+                // Strategic partners are never held out: counting them would
+                // bias the treated arm.
+                continue;
+            }
             let cell = cells
                 .entry((*stratum, assignments.scheme[assignment]))
                 .or_default();

@@ -166,6 +166,8 @@ pub struct Inputs {
     pub assignments: Option<AssignmentsTable>,
     /// Outcomes, when configured.
     pub outcomes: Option<OutcomesTable>,
+    /// Per partner row: on the strategic list (never held out, never in lift).
+    pub strategic: Vec<bool>,
 }
 
 /// The files of an input: the file itself, or a folder's `*.parquet` files in name order.
@@ -961,12 +963,37 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
             });
         }
     }
+    // The strategic list may name partners who are not active this period:
+    // they are simply not drawn.
+    let strategic_ids = settings.inputs.strategic.as_ref().and_then(|path| {
+        let specs = [ColumnSpec {
+            name: PARTNER_ID.into(),
+            role: Role::Key,
+            required: true,
+        }];
+        let table = read_table(path, &specs, &mut problems)?;
+        Some(
+            table
+                .strings(PARTNER_ID)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| index.get(id).copied())
+                .collect::<Vec<u32>>(),
+        )
+    });
     match partners {
-        Some(partners) if problems.is_empty() => Ok(Inputs {
-            partners,
-            assignments,
-            outcomes,
-        }),
+        Some(partners) if problems.is_empty() => {
+            let mut strategic = vec![false; partners.ids.len()];
+            for row in strategic_ids.into_iter().flatten() {
+                strategic[row as usize] = true;
+            }
+            Ok(Inputs {
+                partners,
+                assignments,
+                outcomes,
+                strategic,
+            })
+        }
         _ => Err(IngestError { problems }),
     }
 }

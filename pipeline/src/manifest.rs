@@ -66,6 +66,7 @@ pub fn hash_inputs(settings: &RunSettings, run_dir: &Path) -> anyhow::Result<Vec
         ("partners", Some(&settings.inputs.partners)),
         ("assignments", settings.inputs.assignments.as_ref()),
         ("outcomes", settings.inputs.outcomes.as_ref()),
+        ("strategic", settings.inputs.strategic.as_ref()),
     ];
     for (role, path) in inputs {
         let Some(path) = path else { continue };

@@ -280,6 +280,7 @@ pub fn write_assignments_next(
             array(partners.ids.iter().map(String::as_str), StringArray::from),
             array(next.segment_id.iter().copied(), UInt32Array::from),
             array(next.scheme_id.iter().map(String::as_str), StringArray::from),
+            array(next.holdout_streak.iter().copied(), UInt32Array::from),
         ],
     )
 }

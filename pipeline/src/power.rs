@@ -87,3 +87,32 @@ pub fn power(
     }
     rows
 }
+
+/// Sets each segment's holdout share for the next draw: a share fixed for
+/// the segment (`[[tuning.segment]] holdout-share`), else by the policy:
+/// `fixed` keeps `tuning.holdout-share`; `recommended` takes the tuning
+/// outcome's recommended share from `power`, within [min, max] (the max
+/// where the minimum effect is unreachable, the configured share where the
+/// segment has no power row).
+pub fn apply_holdout_policy(weights: &mut [WeightRow], power: &[PowerRow], settings: &RunSettings) {
+    let tuning = &settings.tuning;
+    for row in weights.iter_mut() {
+        row.holdout_share = if let Some(share) = tuning.segment_holdout.get(&row.segment_id) {
+            *share
+        } else {
+            match tuning.holdout_policy {
+                crate::config::HoldoutPolicy::Fixed => tuning.holdout_share,
+                crate::config::HoldoutPolicy::Recommended { min, max } => power
+                    .iter()
+                    .find(|p| {
+                        p.segment_id == row.segment_id
+                            && Some(p.outcome.as_str())
+                                == settings.evaluation.tune_outcome.as_deref()
+                    })
+                    .map_or(tuning.holdout_share, |p| {
+                        p.recommended_holdout_share.unwrap_or(max).clamp(min, max)
+                    }),
+            }
+        };
+    }
+}

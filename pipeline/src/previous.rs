@@ -32,6 +32,9 @@ pub struct PreviousRun {
     /// Its posterior of net value per partner by segment and scheme (empty
     /// for runs before the posterior was written).
     pub posterior: HashMap<(u32, String), segtune_models::tuning::Belief>,
+    /// Consecutive holdout periods per partner, from its draw (empty for
+    /// runs before the streak was written).
+    pub holdout_streak: HashMap<String, u32>,
     /// Highest segment id ever used up to that run.
     pub max_segment_id: u32,
     /// Segment id of each rule (by rule name).
@@ -184,6 +187,27 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
                     variance: row.variance,
                 },
             );
+        }
+    }
+    if let Ok(batches) = batches(&dir.join("assignments_next.parquet")) {
+        for batch in batches {
+            let (Some(ids), Some(streaks)) = (
+                batch
+                    .column_by_name("partner_id")
+                    .and_then(|c| c.as_string_opt::<i32>().cloned()),
+                batch
+                    .column_by_name("holdout_streak")
+                    .and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned()),
+            ) else {
+                break;
+            };
+            for (id, streak) in ids.iter().zip(streaks.iter()) {
+                if let (Some(id), Some(streak)) = (id, streak) {
+                    if streak > 0 {
+                        out.holdout_streak.insert(id.to_string(), streak);
+                    }
+                }
+            }
         }
     }
     let manifest_path = dir.join("manifest.json");

@@ -282,6 +282,7 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
                 scheme_id => row.scheme_id,
                 weight => number(Some(row.weight), 3),
                 previous_weight => number(row.previous_weight, 3),
+                holdout => percent(Some(row.holdout_share)),
                 reason => row.reason,
             }
         })

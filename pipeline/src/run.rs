@@ -164,7 +164,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         let tuned = stages.time("tune", || {
             tune(&evaluation, &segments, previous.as_ref(), settings)
         })?;
-        let weights = tuned.weights;
+        let mut weights = tuned.weights;
         let power = stages.time("power", || {
             Ok(crate::power::power(
                 &evaluation,
@@ -173,9 +173,24 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 settings,
             ))
         })?;
+        crate::power::apply_holdout_policy(&mut weights, &power, settings);
         let next = stages.time("draw", || {
-            Ok(draw::draw(&inputs.partners, &segments, &weights, settings))
+            Ok(draw::draw(
+                &inputs.partners,
+                &segments,
+                &weights,
+                &inputs.strategic,
+                previous.as_ref().map(|p| &p.holdout_streak),
+                settings,
+            ))
         })?;
+        // A holdout cut short by the eligibility rules is published as drawn,
+        // so that the next run's randomisation check expects what happened.
+        for row in weights.iter_mut() {
+            if let Some(share) = next.short_holdout.get(&row.segment_id) {
+                row.holdout_share = *share;
+            }
+        }
         let dir = staged.path().to_path_buf();
         let input_files = stages.time("hash inputs", || {
             manifest::hash_inputs(settings, &options.out)

@@ -101,3 +101,150 @@ fn limits_that_cannot_be_met_are_a_configuration_error_and_nothing_is_written() 
         &["tuning.forgetting", "both pinned and switched off"],
     );
 }
+
+/// partner -> (scheme, holdout streak) from a run's assignments_next.parquet.
+fn draw_of(run_dir: &Path) -> std::collections::HashMap<String, (String, u32)> {
+    let (_, batches) = read(&run_dir.join("assignments_next.parquet"));
+    let ids = strings(&batches, "partner_id");
+    let schemes = strings(&batches, "scheme_id");
+    let streaks = u32s(&batches, "holdout_streak");
+    ids.into_iter()
+        .zip(schemes)
+        .zip(streaks)
+        .map(|((id, scheme), streak)| {
+            (
+                id.expect("id"),
+                (scheme.expect("scheme"), streak.expect("streak")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn strategic_partners_are_never_held_out_nor_counted_and_holdout_streaks_are_capped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (code, _, stderr) = run(segtune()
+        .args(["generate", "--partners", "4000", "--periods", "2", "--out"])
+        .arg(&data));
+    assert_eq!(code, 0, "{stderr}");
+    // The first quarter, with every fifth partner of its assignments strategic.
+    let (_, assigned) = read(&data.join("periods/2025-Q4/assignments.parquet"));
+    let ids: Vec<String> = strings(&assigned, "partner_id")
+        .into_iter()
+        .flatten()
+        .collect();
+    let strategic: Vec<String> = ids.iter().step_by(5).cloned().collect();
+    crate::common::write_table(
+        &data.join("strategic.parquet"),
+        vec![crate::common::Col::Strings(
+            "partner_id",
+            strategic.iter().cloned().map(Some).collect(),
+        )],
+    );
+    let first = with_tuning(
+        &data,
+        "first.toml",
+        "holdout-share = 0.3\nmax-consecutive-holdouts = 1",
+    );
+    let text = std::fs::read_to_string(&first)
+        .expect("config")
+        .replace("2026-Q1", "2025-Q4")
+        .replace("[inputs]", "[inputs]\nstrategic = \"strategic.parquet\"");
+    std::fs::write(&first, text).expect("config");
+    let first_run = dir.path().join("first");
+    let (code, _, stderr) = run(&mut segtune_run(&first, &first_run));
+    assert_eq!(code, 0, "{stderr}");
+    let first_draw = draw_of(&first_run);
+    let strategic: std::collections::HashSet<&String> = strategic.iter().collect();
+    let held: Vec<&String> = first_draw
+        .iter()
+        .filter(|(_, (scheme, _))| scheme == "holdout")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(held.len() > 500, "{} held out", held.len());
+    assert!(
+        held.iter().all(|id| !strategic.contains(id)),
+        "a strategic partner held out"
+    );
+    // Never counted in lift: about 90 % of the assigned partners are
+    // treated, so with strategic partners the revenue cells would hold more
+    // treated partners than there are non-strategic ones.
+    let (_, lift) = read(&first_run.join("lift.parquet"));
+    let outcome = strings(&lift, "outcome");
+    let treated: u64 = crate::common::u64s(&lift, "n_treated")
+        .iter()
+        .zip(&outcome)
+        .filter(|(_, o)| o.as_deref() == Some("revenue"))
+        .map(|(n, _)| n.expect("n"))
+        .sum();
+    let not_strategic = (ids.len() - strategic.len()) as u64;
+    assert!(
+        treated > not_strategic / 2 && treated <= not_strategic,
+        "treated {treated} of {not_strategic} non-strategic partners"
+    );
+
+    // The next quarter with the cap of 1: nobody held out twice in a row.
+    let second = with_tuning(
+        &data,
+        "second.toml",
+        "holdout-share = 0.3\nmax-consecutive-holdouts = 1",
+    );
+    let second_run = dir.path().join("second");
+    let (code, _, stderr) = run(segtune_run(&second, &second_run)
+        .args(["--previous-run", first_run.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stderr}");
+    let second_draw = draw_of(&second_run);
+    let mut carried = 0;
+    for id in &held {
+        if let Some((scheme, streak)) = second_draw.get(*id) {
+            carried += 1;
+            assert_ne!(scheme, "holdout", "{id} held out twice in a row");
+            assert_eq!(*streak, 0);
+        }
+    }
+    assert!(
+        carried > 500,
+        "only {carried} held-out partners carried over"
+    );
+    assert!(second_draw
+        .values()
+        .any(|(s, streak)| s == "holdout" && *streak == 1));
+}
+
+#[test]
+fn the_recommended_holdout_share_follows_power_within_its_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = generated(dir.path());
+    let config = with_tuning(
+        &data,
+        "recommended.toml",
+        "holdout-policy = \"recommended\"\nholdout-min = 0.08\nholdout-max = 0.25",
+    );
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(&mut segtune_run(&config, &out));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, power) = read(&out.join("power.parquet"));
+    let recommended: std::collections::HashMap<u32, Option<f64>> = u32s(&power, "segment_id")
+        .into_iter()
+        .flatten()
+        .zip(floats(&power, "recommended_holdout_share"))
+        .collect();
+    assert!(!recommended.is_empty());
+    let (_, weights) = read(&out.join("weights.parquet"));
+    for (segment, share) in u32s(&weights, "segment_id")
+        .into_iter()
+        .flatten()
+        .zip(floats(&weights, "holdout_share").into_iter().flatten())
+    {
+        let expected = match recommended.get(&segment) {
+            Some(Some(h)) => h.clamp(0.08, 0.25),
+            Some(None) => 0.25,
+            None => 0.10,
+        };
+        assert!(
+            (share - expected).abs() < 1e-12,
+            "segment {segment}: {share} vs {expected}"
+        );
+    }
+}
