@@ -8,7 +8,11 @@
 //! Each period's evidence is that period's estimate only, with its standard
 //! error; the prior is the previous period's posterior with its variance
 //! divided by a forgetting factor `lambda` in (0, 1] (so old evidence fades
-//! and the tuner can react, and nothing is counted twice). Where a segment
+//! and the tuner can react, and nothing is counted twice). Evidence more than
+//! [`CHANGE_Z`] standard deviations from what the prior predicts is taken as
+//! a change in the truth and the prior is mostly forgotten (its variance
+//! times [`CHANGE_INFLATION`]), so a scheme that stops working loses its
+//! weight within two periods instead of being averaged away. Where a segment
 //! has no posterior yet, the prior is the scheme's distribution across
 //! segments this period (a random-effects mean and between-segment variance,
 //! DerSimonian-Laird, never tighter than a typical segment's own standard
@@ -48,6 +52,12 @@ pub enum TuningError {
     #[error("no schemes to weigh")]
     NoSchemes,
 }
+
+/// Evidence more than this many standard deviations from the prior's
+/// prediction is taken as a change in the truth.
+pub const CHANGE_Z: f64 = 2.0;
+/// How much a detected change widens the prior.
+pub const CHANGE_INFLATION: f64 = 10.0;
 
 /// A normal distribution of net value per treated partner.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,6 +165,18 @@ pub fn update(
             variance: e.se * e.se,
         }),
         (Some(p), Some(e)) => {
+            // Evidence far from what the prior predicts marks a change: the
+            // prior is then mostly forgotten, so the tuner reacts in a period
+            // or two instead of averaging the change away.
+            let z = (e.net_per_partner - p.mean).abs() / (p.variance + e.se * e.se).sqrt();
+            let p = if z > CHANGE_Z {
+                Belief {
+                    mean: p.mean,
+                    variance: p.variance * CHANGE_INFLATION,
+                }
+            } else {
+                p
+            };
             let (a, b) = (1.0 / p.variance, 1.0 / (e.se * e.se));
             Some(Belief {
                 mean: (a * p.mean + b * e.net_per_partner) / (a + b),
@@ -361,18 +383,33 @@ mod tests {
 
     #[test]
     fn forgetting_widens_the_prior_before_the_update() {
-        let prior = belief(10.0, 2.0);
+        let prior = belief(3.0, 2.0);
         let evidence = Some(Evidence {
             net_per_partner: 0.0,
             se: 2.0,
         });
         let kept = update(prior, evidence, 1.0).expect("posterior");
         let faded = update(prior, evidence, 0.5).expect("posterior");
-        assert!((kept.mean - 5.0).abs() < 1e-12);
+        assert!((kept.mean - 1.5).abs() < 1e-12);
         // Prior variance 8 vs evidence 4: the evidence weighs twice as much.
-        assert!((faded.mean - 10.0 / 3.0).abs() < 1e-12);
+        assert!((faded.mean - 1.0).abs() < 1e-12);
         assert!(faded.variance > kept.variance);
         assert_eq!(update(None, None, 0.7), None);
+    }
+
+    #[test]
+    fn evidence_far_from_the_prior_is_a_change_and_the_prior_is_mostly_forgotten() {
+        let prior = belief(10.0, 1.0);
+        let evidence = Some(Evidence {
+            net_per_partner: 0.0,
+            se: 1.0,
+        });
+        // z = 10 / sqrt(2) > 2: the prior's variance x 10 before the update.
+        let posterior = update(prior, evidence, 1.0).expect("posterior");
+        assert!(
+            (posterior.mean - 10.0 / 11.0).abs() < 1e-12,
+            "{posterior:?}"
+        );
     }
 
     #[test]

@@ -12,19 +12,17 @@
 //! writes `notebooks-equivalent/output/03_lift.md` and its charts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt32Type};
 use arrow_array::{Array, RecordBatch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use plotters::prelude::*;
 use rayon::prelude::*;
 use segtune::evaluate::LiftRow;
 use segtune_data::schema::{PARTNER_ID, SCHEME_ID, SEGMENT_ID};
 use segtune_data::HOLDOUT;
 use segtune_notebooks::coverage::{coverage_by_bucket, coverage_cells, CoverageCell};
-use segtune_notebooks::{table, Mode, Page};
+use segtune_notebooks::{batches, grouped, table, Mode, Page};
 
 /// Partners of the program whose lifts are plotted.
 const PARTNERS: usize = 50_000;
@@ -50,24 +48,6 @@ const BLUE: RGBColor = RGBColor(9, 105, 218);
 const ORANGE: RGBColor = RGBColor(207, 102, 0);
 const GREEN: RGBColor = RGBColor(26, 127, 55);
 const PURPLE: RGBColor = RGBColor(130, 80, 223);
-
-/// An integer with thousands separators: `-1,234,567`.
-fn grouped(value: f64) -> String {
-    let rounded = value.round();
-    let digits = format!("{:.0}", rounded.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if rounded < 0.0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
 
 /// A share as a percentage with one decimal.
 fn percent(share: f64) -> String {
@@ -95,28 +75,6 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 /// would put the coverage of a perfect 95 % interval (normal approximation).
 fn binomial_half_width(n: usize) -> f64 {
     1.96 * (0.95 * 0.05 / n.max(1) as f64).sqrt()
-}
-
-/// Every record batch of a Parquet file or of a folder of part files.
-fn batches(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut parts: Vec<PathBuf> = fs_err::read_dir(path)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
-        parts.sort();
-        parts
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut out = Vec::new();
-    for file in files {
-        let handle = fs_err::File::open(&file)?;
-        for batch in ParquetRecordBatchReaderBuilder::try_new(handle.into_parts().0)?.build()? {
-            out.push(batch?);
-        }
-    }
-    Ok(out)
 }
 
 /// A named column of a batch, as text.

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use segtune_data::generator::truth::read_effects;
 use segtune_data::generator::GeneratorParams;
 
@@ -45,23 +44,21 @@ impl CoverageCell {
     }
 }
 
-fn segment_of(path: &Path) -> anyhow::Result<HashMap<String, u32>> {
-    let file = fs_err::File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file.into_parts().0)?.build()?;
-    let mut out = HashMap::new();
-    for batch in reader {
-        let batch = batch?;
+/// partner_id -> segment_id of a run's `segments.parquet` or
+/// `assignments_next.parquet`, in file order.
+pub fn segment_of(path: &Path) -> anyhow::Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for batch in crate::batches(path)? {
         let ids = batch
             .column_by_name("partner_id")
-            .map(|c| c.as_string::<i32>());
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| anyhow::anyhow!("{} lacks partner_id", path.display()))?;
         let segments = batch
             .column_by_name("segment_id")
-            .map(|c| c.as_primitive::<UInt32Type>());
-        let (Some(ids), Some(segments)) = (ids, segments) else {
-            anyhow::bail!("`{}` lacks partner_id or segment_id", path.display());
-        };
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .ok_or_else(|| anyhow::anyhow!("{} lacks segment_id", path.display()))?;
         for row in 0..batch.num_rows() {
-            out.insert(ids.value(row).to_string(), segments.value(row));
+            out.push((ids.value(row).to_string(), segments.value(row)));
         }
     }
     Ok(out)
@@ -97,7 +94,9 @@ pub fn coverage_cells(seed: u64, partners: usize, k: usize) -> anyhow::Result<Ve
             dump_design: None,
         },
     )?;
-    let segment_of = segment_of(&run_dir.join("segments.parquet"))?;
+    let segment_of: HashMap<String, u32> = segment_of(&run_dir.join("segments.parquet"))?
+        .into_iter()
+        .collect();
     let effects = read_effects(&data, &params.periods[0])?;
     // (outcome, stratum, scheme) -> sum of true effects, partners
     let mut truth: BTreeMap<(&str, u32, &str), (f64, usize)> = BTreeMap::new();

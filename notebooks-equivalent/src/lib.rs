@@ -141,6 +141,50 @@ pub fn generate_and_run(partners: usize, seed: u64) -> anyhow::Result<Walkthroug
     })
 }
 
+/// An integer with thousands separators: `-1,234,567`.
+pub fn grouped(value: f64) -> String {
+    let rounded = value.round();
+    let digits = format!("{:.0}", rounded.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if rounded < 0.0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// Every record batch of a Parquet file or of a folder of part files.
+pub fn batches(path: &Path) -> anyhow::Result<Vec<arrow_array::RecordBatch>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut parts: Vec<PathBuf> = fs_err::read_dir(path)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        parts.sort();
+        parts
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = Vec::new();
+    for file in files {
+        let handle = fs_err::File::open(&file)?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            handle.into_parts().0,
+        )?
+        .build()?;
+        for batch in reader {
+            out.push(batch?);
+        }
+    }
+    Ok(out)
+}
+
 /// A Markdown table.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = format!(

@@ -50,7 +50,7 @@ pub const DEFAULT_SRM_P_THRESHOLD: f64 = 0.001;
 /// Default lowest weight of a scheme.
 pub const DEFAULT_FLOOR: f64 = 0.05;
 /// Default forgetting factor of the previous posterior.
-pub const DEFAULT_FORGETTING: f64 = 0.7;
+pub const DEFAULT_FORGETTING: f64 = 0.5;
 /// Default largest change of a weight per period.
 pub const DEFAULT_MAX_STEP: f64 = 0.15;
 /// Default posterior draws.
@@ -174,7 +174,7 @@ pub struct RawTuning {
     pub holdout_share: Option<f64>,
     /// Weights without evidence, by scheme id (default: equal).
     pub initial_weights: Option<std::collections::BTreeMap<String, f64>>,
-    /// Forgetting factor in (0, 1] (default 0.7).
+    /// Forgetting factor in (0, 1] (default 0.5).
     pub forgetting: Option<f64>,
     /// Largest change of a weight per period (default 0.15).
     pub max_step: Option<f64>,

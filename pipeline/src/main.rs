@@ -154,6 +154,15 @@ struct SimulateArgs {
     /// Output folder (kept: each seed's run folders, the results).
     #[arg(long, env = "SEGTUNE_OUT", default_value = "segtune-simulation")]
     out: PathBuf,
+    /// From this period (1-based) on, the deal-registration SPIFF loses its
+    /// revenue lift for growth partners; the output then says whether
+    /// segtune cut its weight within two periods.
+    #[arg(long)]
+    shock_period: Option<usize>,
+    /// TOML appended to each period's generated configuration (e.g.
+    /// "[tuning]\nforgetting = 0.5"), to simulate other settings.
+    #[arg(long, default_value = "")]
+    extra_config: String,
     /// Replace an existing output folder.
     #[arg(long)]
     force: bool,
@@ -331,8 +340,19 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         periods: args.periods,
         seeds: args.seeds,
         from_period: args.from_period,
-        extra_config: String::new(),
+        extra_config: args.extra_config.clone(),
+        shock_period: args.shock_period,
     };
+    if args
+        .shock_period
+        .is_some_and(|p| p < 3 || p + 2 > args.periods)
+    {
+        return Err(UsageError(format!(
+            "--shock-period must be in 3..={} (a weight before it and two periods after it)",
+            args.periods.saturating_sub(2)
+        ))
+        .into());
+    }
     let started = std::time::Instant::now();
     let simulation = segtune::simulate::simulate(&params, staged.path())?;
     segtune::outputs::write_json(&staged.path().join("simulation.json"), &simulation)?;
@@ -352,6 +372,8 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             "mean_captured": simulation.mean_captured,
             "min_captured": simulation.min_captured,
             "captured": simulation.seeds.iter().map(|s| s.captured).collect::<Vec<_>>(),
+            "shock_passed": args.shock_period.map(|_| simulation.shock.iter().filter(|s| s.passed).count()),
+            "shock": simulation.shock,
             "seconds": started.elapsed().as_secs_f64(),
         })
     );

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use segtune_data::generator::{
-    generate_world, AssignmentOverride, GeneratorParams, World, SCHEMES,
+    generate_world, Archetype, AssignmentOverride, GeneratorParams, Shock, World, SCHEMES,
 };
 use segtune_models::tuning::{best_allocation, bounds, SchemeLimits};
 
@@ -44,6 +44,32 @@ pub struct SimulationParams {
     pub from_period: usize,
     /// Extra configuration appended to the generated one (e.g. a fixed k).
     pub extra_config: String,
+    /// From this period (1-based) on, the deal-registration SPIFF has no
+    /// revenue lift for growth partners (where it is the best scheme, with the
+    /// attach bonus a close second): does segtune move the weight?
+    pub shock_period: Option<usize>,
+}
+
+/// The archetype of the shock.
+pub const SHOCK_ARCHETYPE: Archetype = Archetype::GrowthPartner;
+/// The scheme of the shock (`deal_reg_spiff`, index into `SCHEMES`).
+pub const SHOCK_SCHEME: usize = 1;
+
+/// What segtune did about the shock in one seed: the shocked scheme's weight
+/// in the segment holding most growth partners, in the shock period and two
+/// periods later.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ShockCheck {
+    /// Generator seed.
+    pub seed: u64,
+    /// The segment.
+    pub segment_id: u32,
+    /// The weight in the shock period (decided before the shock).
+    pub weight_before: f64,
+    /// The weight two periods later.
+    pub weight_after: f64,
+    /// weight_after <= max(floor, weight_before - max step).
+    pub passed: bool,
 }
 
 /// One policy in one period of one seed.
@@ -95,10 +121,20 @@ pub struct Simulation {
     pub mean_captured: f64,
     /// Smallest `captured`.
     pub min_captured: f64,
+    /// Per seed, with a shock.
+    pub shock: Vec<ShockCheck>,
 }
 
-/// Expected (revenue lift, cost) per scheme for each partner of a period.
-type Values = HashMap<String, Vec<(f64, f64)>>;
+/// Expected (revenue lift, cost) per scheme for each partner of a period,
+/// in partner id order (so that sums are the same bytes every time).
+type Values = BTreeMap<String, Vec<(f64, f64)>>;
+
+/// The weight of `scheme` in `segment` from a run's weight rows.
+fn weight_of(rows: &[crate::tune::WeightRow], segment: u32, scheme: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.segment_id == segment && r.scheme_id == scheme)
+        .map(|r| r.weight)
+}
 
 /// Scores weights per segment on the partners of a draw.
 fn score(
@@ -179,7 +215,7 @@ fn simulate_seed(
     params: &SimulationParams,
     seed: u64,
     dir: &Path,
-) -> anyhow::Result<Vec<PolicyPeriod>> {
+) -> anyhow::Result<(Vec<PolicyPeriod>, Option<ShockCheck>)> {
     let generator = GeneratorParams::new()
         .with_partners(params.partners)
         .with_periods(params.periods)
@@ -190,6 +226,16 @@ fn simulate_seed(
     let last = labels.last().context("no periods")?.clone();
     let scheme_ids: Vec<&str> = SCHEMES.iter().map(|s| s.id).collect();
     let mut world = World::new(generator.clone());
+    if let Some(period) = params.shock_period {
+        world = world.with_shock(Shock {
+            from_period: period - 1,
+            archetype: SHOCK_ARCHETYPE,
+            scheme: SHOCK_SCHEME,
+        });
+    }
+    // (segment, weight in the shock period) once known.
+    let mut shocked: Option<(u32, f64)> = None;
+    let mut shock_check = None;
     let mut previous_run: Option<PathBuf> = None;
     let mut oracle_previous: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
     let mut rows = Vec::new();
@@ -241,9 +287,44 @@ fn simulate_seed(
         });
 
         // Score the three policies on period t + 1's partners.
-        let values: Values = world.expected_values(t + 1).into_iter().collect();
+        let partners = world.expected_values(t + 1);
         let segment_of: HashMap<String, u32> =
             draw.iter().map(|(p, (s, _))| (p.clone(), *s)).collect();
+        let shocked_scheme = scheme_ids[SHOCK_SCHEME];
+        if params.shock_period == Some(t + 2) {
+            // The weights for the shock period: find the segment of the
+            // shocked archetype.
+            let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+            for p in partners.iter().filter(|p| p.archetype == SHOCK_ARCHETYPE) {
+                if let Some(segment) = segment_of.get(&p.partner_id) {
+                    *counts.entry(*segment).or_default() += 1;
+                }
+            }
+            if let Some((segment, _)) = counts
+                .iter()
+                .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+            {
+                shocked = weight_of(&summary.weight_rows, *segment, shocked_scheme)
+                    .map(|w| (*segment, w));
+            }
+        }
+        if let (Some(period), Some((segment, before))) = (params.shock_period, shocked) {
+            if t + 2 == period + 2 {
+                let after = weight_of(&summary.weight_rows, segment, shocked_scheme).unwrap_or(0.0);
+                shock_check = Some(ShockCheck {
+                    seed,
+                    segment_id: segment,
+                    weight_before: before,
+                    weight_after: after,
+                    passed: after
+                        <= (before - settings.tuning.max_step).max(settings.tuning.floor) + 1e-9,
+                });
+            }
+        }
+        let values: Values = partners
+            .into_iter()
+            .map(|p| (p.partner_id, p.values))
+            .collect();
         let mut segtune_weights: BTreeMap<u32, (f64, Vec<f64>)> = BTreeMap::new();
         for row in &summary.weight_rows {
             let entry = segtune_weights
@@ -318,7 +399,7 @@ fn simulate_seed(
             ));
         }
     }
-    Ok(rows)
+    Ok((rows, shock_check))
 }
 
 /// Runs every seed (one after the other; each run uses every core) under
@@ -326,11 +407,13 @@ fn simulate_seed(
 pub fn simulate(params: &SimulationParams, dir: &Path) -> anyhow::Result<Simulation> {
     let mut periods = Vec::new();
     let mut seeds = Vec::new();
+    let mut shock = Vec::new();
     for seed in 0..params.seeds {
         let seed_dir = dir.join(format!("seed-{seed}"));
         fs_err::create_dir_all(&seed_dir)?;
         tracing::info!(seed, "simulating");
-        let rows = simulate_seed(params, seed, &seed_dir)?;
+        let (rows, check) = simulate_seed(params, seed, &seed_dir)?;
+        shock.extend(check);
         let total = |policy: &str| -> f64 {
             rows.iter()
                 .filter(|r| r.policy == policy && r.period >= params.from_period)
@@ -353,6 +436,7 @@ pub fn simulate(params: &SimulationParams, dir: &Path) -> anyhow::Result<Simulat
         mean_captured: captured.iter().sum::<f64>() / captured.len().max(1) as f64,
         min_captured: captured.iter().copied().fold(f64::INFINITY, f64::min),
         seeds,
+        shock,
     })
 }
 

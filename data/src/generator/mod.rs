@@ -314,6 +314,30 @@ pub struct World {
     params: GeneratorValidParams,
     overrides: Vec<AssignmentOverride>,
     only_period: Option<usize>,
+    shock: Option<Shock>,
+}
+
+/// One partner's true expected values, from [`World::expected_values`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerValue {
+    /// Partner id.
+    pub partner_id: String,
+    /// Its archetype in the period.
+    pub archetype: Archetype,
+    /// Per scheme: (expected revenue lift, expected cost).
+    pub values: Vec<(f64, f64)>,
+}
+
+/// A change of the truth mid-simulation: from period `from_period` (an
+/// index) on, `scheme` has no revenue lift for partners of `archetype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shock {
+    /// First period (index) without the lift.
+    pub from_period: usize,
+    /// The archetype whose lift vanishes.
+    pub archetype: Archetype,
+    /// The scheme (index into [`SCHEMES`]).
+    pub scheme: usize,
 }
 
 impl World {
@@ -323,6 +347,7 @@ impl World {
             params,
             overrides: Vec::new(),
             only_period: None,
+            shock: None,
         }
     }
 
@@ -341,6 +366,32 @@ impl World {
         self
     }
 
+    /// The same world with a shock to the truth.
+    pub fn with_shock(mut self, shock: Shock) -> Self {
+        self.shock = Some(shock);
+        self
+    }
+
+    /// The factor on the true revenue lift of `scheme` for `archetype` in
+    /// `period`: 0 under the shock, else 1.
+    pub(crate) fn lift_factor(
+        &self,
+        period: usize,
+        archetype: Archetype,
+        scheme: Option<usize>,
+    ) -> f64 {
+        match self.shock {
+            Some(shock)
+                if period >= shock.from_period
+                    && archetype == shock.archetype
+                    && scheme == Some(shock.scheme) =>
+            {
+                0.0
+            }
+            _ => 1.0,
+        }
+    }
+
     /// The replaced draw of `period`, if any.
     pub(crate) fn override_for(&self, period: usize) -> Option<&AssignmentOverride> {
         self.overrides.iter().find(|o| o.period == period)
@@ -351,11 +402,11 @@ impl World {
         self.only_period.is_none_or(|p| p == period)
     }
 
-    /// Every partner in `period`'s draw with the true expected value of each
-    /// scheme for it: (partner id, per scheme in [`SCHEMES`] order the
-    /// expected revenue lift and the expected cost). Expected over the
+    /// Every partner in `period`'s draw with its archetype and the true
+    /// expected value of each scheme for it: per scheme in [`SCHEMES`] order
+    /// the expected revenue lift and the expected cost. Expected over the
     /// outcome and cost noise, so policies can be compared without it.
-    pub fn expected_values(&self, period: usize) -> Vec<(String, Vec<(f64, f64)>)> {
+    pub fn expected_values(&self, period: usize) -> Vec<PartnerValue> {
         let n_slots = total_slots(self.params.n_partners, self.params.n_periods);
         (0..n_slots)
             .into_par_iter()
@@ -371,9 +422,18 @@ impl World {
                 let snapshot = history.snapshot(self.params.seed, period, self.params.null_rate)?;
                 snapshot.in_draw.then(|| {
                     let values = (0..SCHEMES.len())
-                        .map(|s| snapshot.expected_value(s))
+                        .map(|s| {
+                            snapshot.expected_value(
+                                s,
+                                self.lift_factor(period, snapshot.archetype, Some(s)),
+                            )
+                        })
                         .collect();
-                    (snapshot.partner_id.clone(), values)
+                    PartnerValue {
+                        partner_id: snapshot.partner_id.clone(),
+                        archetype: snapshot.archetype,
+                        values,
+                    }
                 })
             })
             .collect()

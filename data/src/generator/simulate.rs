@@ -449,7 +449,9 @@ pub struct Realised {
 impl Snapshot {
     /// The outcome under `scheme` (an index into [`SCHEMES`]; `None` = holdout).
     /// Random draws do not depend on the scheme (common random numbers).
-    pub(crate) fn realise(&self, seed: u64, scheme: Option<usize>) -> Realised {
+    /// `lift_factor` scales the scheme's true revenue lift (1 normally, 0
+    /// where a simulated shock removed it).
+    pub(crate) fn realise(&self, seed: u64, scheme: Option<usize>, lift_factor: f64) -> Realised {
         let mut rng = keyed_rng(seed, Stream::Outcome, self.key);
         let mut cost_rng = keyed_rng(seed, Stream::Cost, self.key);
         let deal_uniform_seed = rng.gen::<u64>();
@@ -461,8 +463,10 @@ impl Snapshot {
             None => (0.0, 0.0, 0.0, 0.0),
             Some(index) => {
                 let spec = &SCHEMES[index];
-                let lift =
-                    TRUE_LIFT_SD[self.archetype.index()][index] * sd * self.effect_multiplier;
+                let lift = TRUE_LIFT_SD[self.archetype.index()][index]
+                    * sd
+                    * self.effect_multiplier
+                    * lift_factor;
                 let cost = if takes_up {
                     spec.cost_sd * sd * cost_draw
                 } else {
@@ -495,11 +499,14 @@ impl Snapshot {
     /// The expected revenue lift and expected cost of `scheme` for this
     /// partner (the cost's expectation over take-up and size is
     /// `cost_sd x revenue sd`, as in the truth table).
-    pub(crate) fn expected_value(&self, scheme: usize) -> (f64, f64) {
+    pub(crate) fn expected_value(&self, scheme: usize, lift_factor: f64) -> (f64, f64) {
         let sd = revenue_sd(self.archetype);
         let spec = &SCHEMES[scheme];
         (
-            TRUE_LIFT_SD[self.archetype.index()][scheme] * sd * self.effect_multiplier,
+            TRUE_LIFT_SD[self.archetype.index()][scheme]
+                * sd
+                * self.effect_multiplier
+                * lift_factor,
             spec.cost_sd * sd,
         )
     }

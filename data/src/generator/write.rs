@@ -240,32 +240,29 @@ fn period_chunk(world: &World, slots: &[SlotHistory], period: usize) -> PeriodCh
             );
         }
     }
-    if let Some(overrides) = world.override_for(period) {
-        // A replaced draw: partners absent from it were not drawn.
-        let draws: Vec<Option<Option<usize>>> = snapshots
+    // A replaced draw (partners absent from it were not drawn), else the
+    // generator's own.
+    let draws: Vec<Option<Option<usize>>> = match world.override_for(period) {
+        Some(overrides) => snapshots
             .iter()
             .map(|s| overrides.schemes.get(&s.partner_id).copied())
-            .collect();
-        let realised = snapshots
+            .collect(),
+        None => snapshots
             .iter()
-            .zip(&draws)
-            .map(|(s, draw)| s.realise(params.seed, draw.flatten()))
-            .collect();
-        return PeriodChunk {
-            snapshots,
-            previous,
-            draws,
-            realised,
-        };
-    }
-    let draws: Vec<Option<Option<usize>>> = snapshots
-        .iter()
-        .map(|s| s.in_draw.then(|| s.draw(params.seed, params.holdout_share)))
-        .collect();
+            .map(|s| s.in_draw.then(|| s.draw(params.seed, params.holdout_share)))
+            .collect(),
+    };
     let realised = snapshots
         .iter()
         .zip(&draws)
-        .map(|(s, draw)| s.realise(params.seed, draw.flatten()))
+        .map(|(s, draw)| {
+            let scheme = draw.flatten();
+            s.realise(
+                params.seed,
+                scheme,
+                world.lift_factor(period, s.archetype, scheme),
+            )
+        })
         .collect();
     PeriodChunk {
         snapshots,

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use segtune_data::schema;
 
-use crate::common::{assert_mentions, floats, listing, read, run, segtune, strings, u32s, u64s};
+use crate::common::{
+    assert_mentions, floats, listing, read, run, segtune, segtune_run, strings, u32s, u64s,
+};
 
 fn demo(dir: &Path, partners: usize) -> PathBuf {
     let out = dir.join("demo");
@@ -43,14 +45,8 @@ fn run_segtune(
     extra: &[&str],
     threads: Option<usize>,
 ) -> (i32, String, String) {
-    let mut command = segtune();
-    command
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .args(extra);
+    let mut command = segtune_run(config, out);
+    command.args(extra);
     if let Some(threads) = threads {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
