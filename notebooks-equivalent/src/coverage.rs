@@ -68,32 +68,19 @@ pub fn segment_of(path: &Path) -> anyhow::Result<Vec<(String, u32)>> {
 /// (k = `k`, no stability resamples) and returns every estimated cell of the
 /// outcomes the generator has truth for.
 pub fn coverage_cells(seed: u64, partners: usize, k: usize) -> anyhow::Result<Vec<CoverageCell>> {
-    let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
-    fs_err::create_dir(&data)?;
     let params = GeneratorParams::new()
         .with_partners(partners)
         .with_periods(1)
         .with_seed(seed)
         .check()?;
-    segtune_data::generator::generate(&params, &data)?;
-    let mut config = fs_err::read_to_string(data.join("segtune.toml"))?;
-    config.push_str(&format!("\n[segments]\nk = {k}\nbootstrap = 0\n"));
-    fs_err::write(data.join("coverage.toml"), config)?;
-    let settings = segtune::config::RunSettings::load(
-        &data.join("coverage.toml"),
-        &segtune::config::Overrides::default(),
-    )?;
-    let run_dir = work.path().join("run");
-    let summary = segtune::run::run(
-        &settings,
-        &segtune::run::RunOptions {
-            out: run_dir.clone(),
-            force: false,
-            progress: false,
-            dump_design: None,
-        },
-    )?;
+    let crate::Walkthrough {
+        work: _work,
+        data,
+        params,
+        run_dir,
+        summary,
+        ..
+    } = crate::run_generated(params, &format!("[segments]\nk = {k}\nbootstrap = 0\n"))?;
     let segment_of: HashMap<String, u32> = segment_of(&run_dir.join("segments.parquet"))?
         .into_iter()
         .collect();

@@ -109,16 +109,31 @@ pub struct Walkthrough {
 /// Generates `partners` partners (seed `seed`, default periods) and runs
 /// segtune on the last period with the generated configuration.
 pub fn generate_and_run(partners: usize, seed: u64) -> anyhow::Result<Walkthrough> {
-    let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
-    fs_err::create_dir(&data)?;
     let params = segtune_data::generator::GeneratorParams::new()
         .with_partners(partners)
         .with_seed(seed)
         .check()?;
+    run_generated(params, "")
+}
+
+/// Generates a program with `params` and runs segtune on its last period
+/// with the generated configuration plus `extra_config` (TOML appended, e.g.
+/// a fixed k).
+pub fn run_generated(
+    params: segtune_data::generator::GeneratorValidParams,
+    extra_config: &str,
+) -> anyhow::Result<Walkthrough> {
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("data");
+    fs_err::create_dir(&data)?;
     segtune_data::generator::generate(&params, &data)?;
+    let config = fs_err::read_to_string(data.join("segtune.toml"))?;
+    fs_err::write(
+        data.join("walkthrough.toml"),
+        format!("{config}\n{extra_config}"),
+    )?;
     let settings = segtune::config::RunSettings::load(
-        &data.join("segtune.toml"),
+        &data.join("walkthrough.toml"),
         &segtune::config::Overrides::default(),
     )?;
     let run_dir = work.path().join("run");
