@@ -23,6 +23,7 @@ pub mod output;
 pub mod outputs;
 pub mod power;
 pub mod previous;
+pub mod publish;
 pub mod report;
 pub mod rules;
 pub mod run;

@@ -79,6 +79,18 @@ enum Command {
     /// incremental revenue, cost, net, ROI; the share of the oracle's gain
     /// segtune captured) and simulation.svg, and prints one JSON line.
     Simulate(SimulateArgs),
+    /// Approve a proposed run: records who approved it and when in the manifest.
+    ///
+    /// The proposed weights are kept as weights_proposed.parquet beside the
+    /// approved ones. Only an approved run can be published.
+    Approve(ApproveArgs),
+    /// Publish an approved run's weights for downstream systems.
+    ///
+    /// Writes DIR/history/<target_period>/<run_id>/ (weights.parquet,
+    /// weights.json, weights.schema.json) whole, then switches the DIR/latest
+    /// link atomically. Republishing changes nothing; an older target period
+    /// than latest needs --rollback; concurrent publishes wait for a lock.
+    Publish(PublishArgs),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +147,27 @@ struct DemoArgs {
     /// Replace an existing folder that is not an earlier demo.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Debug, Args)]
+struct ApproveArgs {
+    /// The run folder.
+    run: PathBuf,
+    /// Who approves (recorded in the manifest).
+    #[arg(long)]
+    by: String,
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// The (approved) run folder.
+    run: PathBuf,
+    /// The publish folder downstream systems read (`latest/` inside it).
+    #[arg(long, env = "SEGTUNE_PUBLISH_TO")]
+    to: PathBuf,
+    /// Allow publishing an older target period than `latest`.
+    #[arg(long)]
+    rollback: bool,
 }
 
 #[derive(Debug, Args)]
@@ -380,6 +413,12 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a command's summary as one JSON line.
+fn print_json(summary: anyhow::Result<impl serde::Serialize>) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(&summary?)?);
+    Ok(())
+}
+
 fn assign(args: &AssignArgs) -> anyhow::Result<()> {
     let summary = segtune::assign::assign(&args.run, &args.partners, &args.out, args.force)?;
     println!("{}", serde_json::to_string(&summary)?);
@@ -513,6 +552,12 @@ fn main() -> ExitCode {
         Command::Assign(args) => assign(args),
         Command::Validate(args) => validate(args),
         Command::Simulate(args) => simulate(args),
+        Command::Approve(args) => print_json(segtune::publish::approve(&args.run, &args.by)),
+        Command::Publish(args) => print_json(segtune::publish::publish(
+            &args.run,
+            &args.to,
+            args.rollback,
+        )),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),

@@ -12,6 +12,7 @@ mod generate_cli;
 mod ingest_refusals;
 mod lift_checks;
 mod peer_kmeans;
+mod publish_cli;
 mod rules_cli;
 mod run_e2e;
 mod simulate_cli;

@@ -1,0 +1,289 @@
+//! `segtune approve` and `segtune publish`: only approved weights reach
+//! downstream systems, and they never see a half-written or mixed version.
+//!
+//! Publishing copies the run's weights into
+//! `DIR/history/<target_period>/<run_id>/` (weights.parquet, weights.json and
+//! weights.schema.json, written to a hidden folder, synced and renamed into
+//! place), then replaces the `DIR/latest` symbolic link atomically (a new
+//! link renamed over the old one, the folder synced). A reader that opens
+//! `DIR/latest/...` sees the previous version or the new one, whole. A lock
+//! file keeps two publishes from interleaving; published versions are never
+//! overwritten; going back to an older target period needs `--rollback`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use segtune_data::Period;
+
+use crate::exit::UsageError;
+use crate::output::StagedDir;
+use crate::outputs::write_json;
+
+/// The files a published version holds.
+pub const PUBLISHED_FILES: [&str; 3] = ["weights.parquet", "weights.json", "weights.schema.json"];
+
+/// How long a publish waits for another one to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn read_manifest(run_dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = run_dir.join("manifest.json");
+    let text = fs_err::read_to_string(&path).map_err(|e| {
+        UsageError(format!(
+            "`{}` is not a segtune run folder: {e}",
+            run_dir.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        UsageError(format!(
+            "`{}` is not a segtune manifest: {e}",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+/// Rewrites the run's manifest atomically (temporary file, synced, renamed).
+fn write_manifest(run_dir: &Path, manifest: &serde_json::Value) -> anyhow::Result<()> {
+    let path = run_dir.join("manifest.json");
+    let temporary = run_dir.join(".manifest.json.tmp");
+    write_json(&temporary, manifest)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    fs_err::rename(&temporary, &path)?;
+    std::fs::File::open(run_dir)?.sync_all()?;
+    Ok(())
+}
+
+fn text<'a>(manifest: &'a serde_json::Value, key: &str, run_dir: &Path) -> anyhow::Result<&'a str> {
+    manifest[key].as_str().ok_or_else(|| {
+        UsageError(format!(
+            "`{}`: the manifest has no `{key}`",
+            run_dir.join("manifest.json").display()
+        ))
+        .into()
+    })
+}
+
+/// What `approve` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApproveSummary {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Its run id.
+    pub run_id: String,
+    /// Who approved.
+    pub approved_by: String,
+    /// When (UTC, RFC 3339).
+    pub approved_at: String,
+}
+
+/// Marks a proposed run approved by `by`, recording who and when in the
+/// manifest. The proposed weights are kept as `weights_proposed.parquet`
+/// beside the approved ones (the same, until overrides re-derive them).
+pub fn approve(run_dir: &Path, by: &str) -> anyhow::Result<ApproveSummary> {
+    let by = by.trim();
+    if by.is_empty() {
+        return Err(UsageError("--by needs the approver's name".into()).into());
+    }
+    let mut manifest = read_manifest(run_dir)?;
+    let run_id = text(&manifest, "run_id", run_dir)?.to_string();
+    match text(&manifest, "status", run_dir)? {
+        "proposed" => {}
+        status => {
+            return Err(UsageError(format!(
+                "run {run_id} is already {status}; approve a proposed run"
+            ))
+            .into())
+        }
+    }
+    let proposed = run_dir.join("weights_proposed.parquet");
+    if !proposed.exists() {
+        let temporary = run_dir.join(".weights_proposed.parquet.tmp");
+        fs_err::copy(run_dir.join("weights.parquet"), &temporary)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        fs_err::rename(&temporary, &proposed)?;
+    }
+    let approved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    manifest["status"] = "approved".into();
+    manifest["approval"] = serde_json::json!({
+        "approved_by": by,
+        "approved_at": approved_at,
+        "overrides": [],
+    });
+    write_manifest(run_dir, &manifest)?;
+    Ok(ApproveSummary {
+        run_dir: run_dir.to_path_buf(),
+        run_id,
+        approved_by: by.to_string(),
+        approved_at,
+    })
+}
+
+/// What `publish` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishSummary {
+    /// The published version's folder.
+    pub version: PathBuf,
+    /// Target period.
+    pub target_period: String,
+    /// Run id.
+    pub run_id: String,
+    /// Whether `latest` changed (false: this version was already latest).
+    pub changed: bool,
+    /// What `latest` pointed at before, relative to the publish folder.
+    pub previous: Option<String>,
+}
+
+/// The JSON Schema (draft 2020-12) of `weights.json`.
+pub fn weights_json_schema() -> serde_json::Value {
+    let number = serde_json::json!({ "type": "number", "minimum": 0, "maximum": 1 });
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://segtune.example/schemas/weights.schema.json",
+        "title": "segtune weights",
+        "description": "Per segment and scheme, the probability that a partner of the segment who is not held out gets the scheme in the target period (weights sum to 1 per segment).",
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["target_period", "segment_id", "segment_name", "scheme_id", "weight", "previous_weight", "holdout_share", "reason"],
+            "properties": {
+                "target_period": { "type": "string", "minLength": 1 },
+                "segment_id": { "type": "integer", "minimum": 0, "maximum": 4294967295u64 },
+                "segment_name": { "type": "string" },
+                "scheme_id": { "type": "string", "minLength": 1 },
+                "weight": number,
+                "previous_weight": { "type": ["number", "null"], "minimum": 0, "maximum": 1 },
+                "holdout_share": number,
+                "reason": { "type": "string" }
+            }
+        }
+    })
+}
+
+/// Holds `DIR/.publish.lock` while it lives.
+struct PublishLock {
+    _file: std::fs::File,
+}
+
+impl PublishLock {
+    /// Waits up to [`LOCK_WAIT`] for the lock.
+    fn acquire(to: &Path) -> anyhow::Result<Self> {
+        let path = to.join(".publish.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock `{}`", path.display()))?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(UsageError(format!(
+                    "another publish to `{}` has held the lock for {} s: try again when it is done",
+                    to.display(),
+                    LOCK_WAIT.as_secs()
+                ))
+                    .into())
+                }
+                Err(std::fs::TryLockError::Error(error)) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+/// `latest`'s target relative to `to` (`history/<period>/<run_id>`).
+fn latest(to: &Path) -> Option<String> {
+    std::fs::read_link(to.join("latest"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Publishes an approved run's weights into `to`.
+pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<PublishSummary> {
+    let mut manifest = read_manifest(run_dir)?;
+    let run_id = text(&manifest, "run_id", run_dir)?.to_string();
+    let target_period = text(&manifest, "target_period", run_dir)?.to_string();
+    let status = text(&manifest, "status", run_dir)?.to_string();
+    if status == "proposed" {
+        return Err(UsageError(format!(
+            "run {run_id} is not approved: run `segtune approve {} --by NAME` first",
+            run_dir.display()
+        ))
+        .into());
+    }
+    fs_err::create_dir_all(to)?;
+    let _lock = PublishLock::acquire(to)?;
+    let relative = format!("history/{target_period}/{run_id}");
+    let previous = latest(to);
+    if previous.as_deref() == Some(relative.as_str()) {
+        return Ok(PublishSummary {
+            version: to.join(&relative),
+            target_period,
+            run_id,
+            changed: false,
+            previous,
+        });
+    }
+    if let Some(current) = &previous {
+        let current_period = current.split('/').nth(1).unwrap_or_default();
+        let older = match (Period::parse(&target_period), Period::parse(current_period)) {
+            (Ok(new), Ok(old)) => new < old,
+            _ => target_period.as_str() < current_period,
+        };
+        if older && !rollback {
+            return Err(UsageError(format!(
+                "`latest` is {current} and this run is for the older period {target_period}: pass --rollback to go back"
+            ))
+            .into());
+        }
+    }
+    let version = to.join(&relative);
+    if !version.is_dir() {
+        // A new version: written whole, synced, renamed into place. Never
+        // overwritten afterwards.
+        let staged = StagedDir::create(&version, false)?;
+        fs_err::copy(
+            run_dir.join("weights.parquet"),
+            staged.path().join("weights.parquet"),
+        )?;
+        fs_err::copy(
+            run_dir.join("weights.json"),
+            staged.path().join("weights.json"),
+        )?;
+        write_json(
+            &staged.path().join("weights.schema.json"),
+            &weights_json_schema(),
+        )?;
+        staged.commit()?;
+    }
+    if std::env::var_os("SEGTUNE_FAIL_BEFORE_LATEST").is_some() {
+        anyhow::bail!("injected failure before switching `latest` (SEGTUNE_FAIL_BEFORE_LATEST)");
+    }
+    // Switch `latest`: a new link renamed over the old one.
+    let link = to.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&relative, &link)
+        .with_context(|| format!("cannot create `{}`", link.display()))?;
+    fs_err::rename(&link, to.join("latest"))?;
+    std::fs::File::open(to)?.sync_all()?;
+    manifest["status"] = "published".into();
+    manifest["published"] = serde_json::json!({
+        "to": to,
+        "version": relative,
+        "published_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    write_manifest(run_dir, &manifest)?;
+    Ok(PublishSummary {
+        version,
+        target_period,
+        run_id,
+        changed: true,
+        previous,
+    })
+}
