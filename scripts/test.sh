@@ -4,7 +4,7 @@
 #   bash scripts/test.sh
 #
 # On a fresh machine it creates .venv (Python peer checks: scikit-learn,
-# pyarrow, statsmodels), then runs formatting, lints, docs and every test of the workspace.
+# pyarrow, statsmodels, DuckDB, jsonschema), then runs formatting, lints, docs and every test of the workspace.
 # Each phase prints its time. Environment: SEGTUNE_SKIP_LINT=1 skips fmt,
 # clippy and doc (for a quick local loop).
 set -euo pipefail
@@ -33,7 +33,7 @@ if [ ! -x .venv/bin/python ] || ! cmp -s scripts/requirements-peer.txt "$stamp";
     cp scripts/requirements-peer.txt "$stamp"
 fi
 export SEGTUNE_PYTHON="$root/.venv/bin/python"
-"$SEGTUNE_PYTHON" -c "import sklearn, pyarrow, statsmodels; print('scikit-learn', sklearn.__version__, '/ pyarrow', pyarrow.__version__, '/ statsmodels', statsmodels.__version__)"
+"$SEGTUNE_PYTHON" -c "import sklearn, pyarrow, statsmodels, duckdb, jsonschema; print('scikit-learn', sklearn.__version__, '/ pyarrow', pyarrow.__version__, '/ statsmodels', statsmodels.__version__, '/ duckdb', duckdb.__version__)"
 
 if [ "${SEGTUNE_SKIP_LINT:-0}" != 1 ]; then
     phase "cargo fmt --check"

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{floats, read, run, segtune, segtune_run, strings, u32s};
+use crate::common::{floats, read, run, run_peer, segtune, segtune_run, strings, u32s};
 
 /// Two runs of a generated program: 2025-Q4 (for 2026-Q1) and 2026-Q1 (for 2026-Q2).
 fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
@@ -136,6 +136,22 @@ fn only_approved_runs_are_published_whole_and_latest_moves_forward_or_rolls_back
     );
     let reasons = strings(&read(&to.join("latest/weights.parquet")).1, "reason");
     assert!(reasons.iter().all(Option::is_some));
+
+    // As downstream systems read it: pyarrow, DuckDB, a JSON Schema validator.
+    let peer = run_peer(
+        "pipeline/tests/peer/published_peer.py",
+        &[to.display().to_string()],
+    );
+    assert_eq!(peer["schema_matches"], true, "{peer}");
+    assert_eq!(peer["rows"], peer["json_rows"]);
+    let sums = peer["segment_sums"].as_array().expect("sums");
+    assert!(sums.len() >= 3, "{peer}");
+    for sum in sums {
+        let total = sum[1].as_f64().expect("total");
+        assert!((total - 1.0).abs() < 1e-9, "DuckDB: {sum}");
+    }
+    assert_eq!(peer["json_errors"], serde_json::json!([]), "{peer}");
+    assert_eq!(peer["broken_copy_rejected"], true);
 }
 
 #[test]
