@@ -91,6 +91,8 @@ enum Command {
     /// link atomically. Republishing changes nothing; an older target period
     /// than latest needs --rollback; concurrent publishes wait for a lock.
     Publish(PublishArgs),
+    /// Re-render a run's report.html (with its current status and approval).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +158,12 @@ struct ApproveArgs {
     /// Who approves (recorded in the manifest).
     #[arg(long)]
     by: String,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The run folder.
+    run: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -552,6 +560,10 @@ fn main() -> ExitCode {
         Command::Assign(args) => assign(args),
         Command::Validate(args) => validate(args),
         Command::Simulate(args) => simulate(args),
+        Command::Report(args) => print_json(
+            segtune::report::rerender(&args.run)
+                .map(|report| serde_json::json!({ "report": report })),
+        ),
         Command::Approve(args) => print_json(segtune::publish::approve(&args.run, &args.by)),
         Command::Publish(args) => print_json(segtune::publish::publish(
             &args.run,

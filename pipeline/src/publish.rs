@@ -64,6 +64,17 @@ fn text<'a>(manifest: &'a serde_json::Value, key: &str, run_dir: &Path) -> anyho
     })
 }
 
+/// Re-renders the run's report with its new status (runs written before
+/// report.json existed keep their page).
+fn refresh_report(run_dir: &Path) -> anyhow::Result<()> {
+    if run_dir.join("report.json").exists() {
+        crate::report::rerender(run_dir)?;
+    } else {
+        tracing::warn!(run = %run_dir.display(), "no report.json: report.html keeps its status");
+    }
+    Ok(())
+}
+
 /// What `approve` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ApproveSummary {
@@ -111,6 +122,7 @@ pub fn approve(run_dir: &Path, by: &str) -> anyhow::Result<ApproveSummary> {
         "overrides": [],
     });
     write_manifest(run_dir, &manifest)?;
+    refresh_report(run_dir)?;
     Ok(ApproveSummary {
         run_dir: run_dir.to_path_buf(),
         run_id,
@@ -279,6 +291,7 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
         "published_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     write_manifest(run_dir, &manifest)?;
+    refresh_report(run_dir)?;
     Ok(PublishSummary {
         version,
         target_period,

@@ -205,9 +205,48 @@ pub struct ReportInput<'a> {
 }
 
 /// Renders the page.
-pub fn render(input: &ReportInput) -> anyhow::Result<String> {
+pub fn render(input: &ReportInput) -> anyhow::Result<(String, minijinja::Value)> {
+    let context = context(input)?;
+    Ok((render_context(&context)?, context))
+}
+
+/// Renders the page from its context (the run's `report.json`).
+pub fn render_context(context: &minijinja::Value) -> anyhow::Result<String> {
     let mut environment = Environment::new();
     environment.add_template("report.html", TEMPLATE)?;
+    Ok(environment.get_template("report.html")?.render(context)?)
+}
+
+/// Re-renders `RUN_DIR/report.html` from `RUN_DIR/report.json` with the
+/// manifest's current status and approval (after `approve` or `publish`),
+/// atomically.
+pub fn rerender(run_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let path = run_dir.join(name);
+        let text = fs_err::read_to_string(&path).map_err(|e| {
+            crate::exit::UsageError(format!(
+                "`{}` is not a segtune run folder with a report: {e}",
+                run_dir.display()
+            ))
+        })?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let mut context = read("report.json")?;
+    let manifest = read("manifest.json")?;
+    context["run"]["status"] = manifest["status"].clone();
+    context["approval"] = manifest["approval"].clone();
+    context["published"] = manifest["published"].clone();
+    let page = render_context(&minijinja::Value::from_serialize(&context))?;
+    let path = run_dir.join("report.html");
+    let temporary = run_dir.join(".report.html.tmp");
+    fs_err::write(&temporary, page)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    fs_err::rename(&temporary, &path)?;
+    Ok(path)
+}
+
+/// The template's context: everything the page shows, formatted.
+fn context(input: &ReportInput) -> anyhow::Result<minijinja::Value> {
     let segments: Vec<_> = input
         .profiles
         .iter()
@@ -381,7 +420,7 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         StrataSource::PreviousRun => "previous_run",
         StrataSource::PostHoc => "post_hoc",
     });
-    let page = environment.get_template("report.html")?.render(context! {
+    Ok(context! {
         run => input.header,
         overview => context! {
             partners => input.partners.ids.len(),
@@ -448,6 +487,5 @@ pub fn render(input: &ReportInput) -> anyhow::Result<String> {
         tune_outcome => input.tune_outcome.unwrap_or("outcome"),
         fdr => input.fdr,
         holdout_percent => percent(Some(input.holdout_share)),
-    })?;
-    Ok(page)
+    })
 }

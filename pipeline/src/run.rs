@@ -261,7 +261,11 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 srm_p_threshold: settings.evaluation.srm_p_threshold,
             })
         })?;
+        let (html, report_context) = html;
         fs_err::write(dir.join("report.html"), html)?;
+        // The page's context, so that `segtune report` can re-render it
+        // after approval without the inputs.
+        outputs::write_json(&dir.join("report.json"), &report_context)?;
         if let Some(design_dir) = &options.dump_design {
             outputs::write_designs(design_dir, &evaluation.designs)?;
         }

@@ -97,11 +97,25 @@ fn only_approved_runs_are_published_whole_and_latest_moves_forward_or_rolls_back
     assert!(first.join("weights_proposed.parquet").exists());
     let (code, _, stderr) = run(segtune().arg("approve").arg(&first).args(["--by", "X"]));
     assert_eq!(code, 2, "approving twice: {stderr}");
+    // The report says so, and `segtune report` renders the same page again.
+    let page = std::fs::read_to_string(first.join("report.html")).expect("report");
+    assert!(page.contains("id=\"status\">approved<") && page.contains("approved by Ops Lead"));
+    let (code, _, stderr) = run(segtune().arg("report").arg(&first));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(first.join("report.html")).expect("report"),
+        page
+    );
 
     let (code, stdout, stderr) = publish(&first, &to, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("\"changed\":true"), "{stdout}");
     let first_id = manifest["run_id"].as_str().expect("run id").to_string();
+    let page = std::fs::read_to_string(first.join("report.html")).expect("report");
+    assert!(
+        page.contains("id=\"status\">published<"),
+        "the report shows the publish"
+    );
     assert_eq!(latest(&to), format!("history/2026-Q1/{first_id}"));
     assert_whole(&to);
     let version = to.join(latest(&to));
@@ -152,6 +166,23 @@ fn only_approved_runs_are_published_whole_and_latest_moves_forward_or_rolls_back
     }
     assert_eq!(peer["json_errors"], serde_json::json!([]), "{peer}");
     assert_eq!(peer["broken_copy_rejected"], true);
+}
+
+#[test]
+fn an_approver_name_with_html_in_it_is_shown_as_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _) = two_runs(dir.path());
+    let (code, _, stderr) = run(segtune()
+        .arg("approve")
+        .arg(&first)
+        .args(["--by", "<script>alert(1)</script> & Co"]));
+    assert_eq!(code, 0, "{stderr}");
+    let page = std::fs::read_to_string(first.join("report.html")).expect("report");
+    assert!(
+        !page.contains("<script>alert(1)"),
+        "unescaped HTML in the report"
+    );
+    assert!(page.contains("approved by &lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; Co"));
 }
 
 #[test]
