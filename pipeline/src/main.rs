@@ -428,9 +428,12 @@ fn print_json(summary: anyhow::Result<impl serde::Serialize>) -> anyhow::Result<
 }
 
 fn assign(args: &AssignArgs) -> anyhow::Result<()> {
-    let summary = segtune::assign::assign(&args.run, &args.partners, &args.out, args.force)?;
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    print_json(segtune::assign::assign(
+        &args.run,
+        &args.partners,
+        &args.out,
+        args.force,
+    ))
 }
 
 /// Marks a folder as written by `segtune demo`, so a later demo may replace it.

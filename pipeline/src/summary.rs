@@ -99,10 +99,15 @@ pub fn for_people(
     let _ = writeln!(
         out,
         "\nOutputs in {}: report.html (open it in a browser), weights.parquet and weights.json, segments.parquet, \
-         segment_profiles.parquet, lift.parquet, assignments_next.parquet, migration.parquet, manifest.json (run_id {}); \
-         the previous quarter's run, which gave this one its segment ids and strata, is beside it in runs/",
+         segment_profiles.parquet, lift.parquet, power.parquet, randomisation.parquet, posterior.json, \
+         assignments_next.parquet, migration.parquet, manifest.json (run_id {}); \
+         the previous quarter's run, which gave this one its segment ids and strata and proposed the draw \
+         this quarter was evaluated on, is beside it in runs/. Next: segtune approve {} --by NAME, then \
+         segtune publish {} --to DIR",
         run_dir.display(),
-        summary.run_id
+        summary.run_id,
+        run_dir.display(),
+        run_dir.display()
     );
     out
 }
