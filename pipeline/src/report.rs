@@ -55,6 +55,11 @@ fn percent(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{:.1} %", v * 100.0))
 }
 
+/// The row (0 at the top) of a horizontal chart's y coordinate.
+fn row_at(n: usize, y: f64) -> usize {
+    n.saturating_sub(1).saturating_sub(y.floor() as usize)
+}
+
 /// A horizontal bar chart of segment sizes (name, partners), as SVG text.
 pub fn segment_size_chart(segments: &[(String, usize)]) -> anyhow::Result<String> {
     let mut svg = String::new();
@@ -75,8 +80,10 @@ pub fn segment_size_chart(segments: &[(String, usize)]) -> anyhow::Result<String
             .disable_y_mesh()
             .y_labels(n)
             .y_label_formatter(&|y| {
-                let index = n.saturating_sub(1).saturating_sub(y.floor() as usize);
-                segments.get(index).map(|s| s.0.clone()).unwrap_or_default()
+                segments
+                    .get(row_at(n, *y))
+                    .map(|s| s.0.clone())
+                    .unwrap_or_default()
             })
             .x_desc("partners")
             .draw()?;
@@ -139,8 +146,10 @@ pub fn forest_plot(rows: &[LiftRow], outcome: &str) -> anyhow::Result<Option<Str
             .disable_y_mesh()
             .y_labels(n)
             .y_label_formatter(&|y| {
-                let index = n.saturating_sub(1).saturating_sub(y.floor() as usize);
-                cells.get(index).map(|c| c.0.clone()).unwrap_or_default()
+                cells
+                    .get(row_at(n, *y))
+                    .map(|c| c.0.clone())
+                    .unwrap_or_default()
             })
             .x_label_formatter(&|x| format!("{:.0} %", x * 100.0))
             .x_desc("lift, % of the holdout mean (blue: significant)")

@@ -1,15 +1,12 @@
 //! `segtune assign` gives the same segment as the full run, for partners in both.
 
-use crate::common::{assert_mentions, run, segment_of, segtune};
+use crate::common::{assert_mentions, generate_into, run, segment_of, segtune};
 
 #[test]
 fn assign_gives_the_same_segments_as_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "4000", "--periods", "2", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "4000", "--periods", "2"]);
     let run_dir = dir.path().join("run");
     let (code, _, stderr) = run(segtune()
         .arg("run")

@@ -3,14 +3,11 @@
 
 use std::path::Path;
 
-use crate::common::{assert_mentions, run, segtune};
+use crate::common::{assert_mentions, generate_into, run, segtune};
 
 fn setup(dir: &Path, segments: &str) -> std::path::PathBuf {
     let data = dir.join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "3000", "--periods", "1", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "3000", "--periods", "1"]);
     let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
     let path = data.join("k.toml");
     std::fs::write(&path, format!("{config}\n[segments]\n{segments}\n")).expect("write");

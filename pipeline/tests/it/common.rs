@@ -41,6 +41,12 @@ pub fn run(command: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// `segtune generate ARGS --out OUT`, which must succeed.
+pub fn generate_into(out: &Path, args: &[&str]) {
+    let (code, _, stderr) = run(segtune().arg("generate").args(args).arg("--out").arg(out));
+    assert_eq!(code, 0, "{stderr}");
+}
+
 /// `segtune run --config CONFIG --out OUT`, to add flags and environment to.
 pub fn segtune_run(config: &Path, out: &Path) -> Command {
     let mut command = segtune();

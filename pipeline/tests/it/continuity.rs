@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::common::{pairs, run, segtune};
+use crate::common::{generate_into, pairs, run, segtune};
 
 struct TwoPeriods {
     _dir: tempfile::TempDir,
@@ -15,10 +15,7 @@ struct TwoPeriods {
 fn two_periods() -> TwoPeriods {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--periods", "2", "--out"])
-        .arg(root.join("data")));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&root.join("data"), &["--periods", "2"]);
     let config = std::fs::read_to_string(root.join("data/segtune.toml")).expect("config");
     std::fs::write(
         root.join("data/first.toml"),

@@ -1,16 +1,13 @@
 //! Feature options from the configuration reach the fitted transform saved
 //! with the run; bad ones are refused with the key.
 
-use crate::common::{assert_mentions, run, segtune, Fixture, CONFIG};
+use crate::common::{assert_mentions, generate_into, run, segtune, Fixture, CONFIG};
 
 #[test]
 fn transforms_weights_one_hot_and_indicators_shape_the_saved_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "2000", "--periods", "1", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "2000", "--periods", "1"]);
     let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
     let config = config.replace(
         "revenue = \"revenue_12m\"\n",

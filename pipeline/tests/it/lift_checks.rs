@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    floats, read, run, run_peer, segtune, segtune_run, strings, u32s, u64s, write_table, Col,
+    floats, generate_into, read, run, run_peer, segtune_run, strings, u32s, u64s, write_table, Col,
 };
 
 /// `segtune generate` into `dir/name`; returns the folder.
 fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    let (code, _, stderr) = run(segtune().arg("generate").args(args).arg("--out").arg(&out));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&out, args);
     out
 }
 

@@ -6,15 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{floats, read, run, run_peer, segtune, segtune_run, strings, u32s};
+use crate::common::{
+    floats, generate_into, read, run, run_peer, segtune, segtune_run, strings, u32s,
+};
 
 /// Two runs of a generated program: 2025-Q4 (for 2026-Q1) and 2026-Q1 (for 2026-Q2).
 fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "3000", "--periods", "2", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "3000", "--periods", "2"]);
     let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
     let fast = "\n[segments]\nk = 3\nbootstrap = 0\n";
     std::fs::write(

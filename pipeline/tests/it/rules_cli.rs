@@ -2,7 +2,7 @@
 //! rule, the column and the problem (exit 2); matched partners form their
 //! segments, keyed by rule name.
 
-use crate::common::{assert_mentions, run, segtune, Fixture, CONFIG};
+use crate::common::{assert_mentions, generate_into, run, segtune, Fixture, CONFIG};
 
 #[track_caller]
 fn refused(rules: &str, fragments: &[&str]) {
@@ -60,10 +60,7 @@ fn a_rule_on_a_missing_column_names_the_rule_and_the_column() {
 fn rule_segments_come_first_and_keep_their_rule_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "3000", "--periods", "1", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "3000", "--periods", "1"]);
     let out = dir.path().join("run");
     let (code, _, stderr) = run(segtune()
         .arg("run")
@@ -91,10 +88,7 @@ fn rule_segments_come_first_and_keep_their_rule_name() {
 fn segments_no_naming_rule_matches_get_a_neutral_profile_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "3000", "--periods", "1", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "3000", "--periods", "1"]);
     let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
     std::fs::write(
         data.join("names.toml"),

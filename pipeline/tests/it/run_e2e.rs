@@ -9,7 +9,8 @@ use arrow_array::RecordBatch;
 use segtune_data::schema;
 
 use crate::common::{
-    assert_mentions, floats, listing, read, run, segtune, segtune_run, strings, u32s, u64s,
+    assert_mentions, floats, generate_into, listing, read, run, segtune, segtune_run, strings,
+    u32s, u64s,
 };
 
 fn demo(dir: &Path, partners: usize) -> PathBuf {
@@ -32,10 +33,7 @@ fn demo(dir: &Path, partners: usize) -> PathBuf {
 
 fn generate(dir: &Path, partners: usize) -> PathBuf {
     let out = dir.join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", &partners.to_string(), "--out"])
-        .arg(&out));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&out, &["--partners", &partners.to_string()]);
     out
 }
 

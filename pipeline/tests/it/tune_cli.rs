@@ -4,14 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_mentions, floats, read, run, segtune, segtune_run, strings, u32s};
+use crate::common::{
+    assert_mentions, floats, generate_into, read, run, segtune_run, strings, u32s,
+};
 
 fn generated(dir: &Path) -> PathBuf {
     let data = dir.join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "4000", "--periods", "1", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "4000", "--periods", "1"]);
     data
 }
 
@@ -124,10 +123,7 @@ fn draw_of(run_dir: &Path) -> std::collections::HashMap<String, (String, u32)> {
 fn strategic_partners_are_never_held_out_nor_counted_and_holdout_streaks_are_capped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (code, _, stderr) = run(segtune()
-        .args(["generate", "--partners", "4000", "--periods", "2", "--out"])
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    generate_into(&data, &["--partners", "4000", "--periods", "2"]);
     // The first quarter, with every fifth partner of its assignments strategic.
     let (_, assigned) = read(&data.join("periods/2025-Q4/assignments.parquet"));
     let ids: Vec<String> = strings(&assigned, "partner_id")
