@@ -244,7 +244,8 @@ impl Default for SchemeLimits {
 /// Whether ops force a scheme of the segment further than the max step:
 /// switching one off, capping one below its weight minus the step, or
 /// pinning one more than a step away. Ops' limits win, and the max step of
-/// the other schemes is lifted so the weight can go somewhere.
+/// the other schemes is widened so the weight can go somewhere
+/// ([`displaced_by_ops`]).
 pub fn forced_by_ops(limits: &[SchemeLimits], previous: Option<&[f64]>, max_step: f64) -> bool {
     let Some(previous) = previous else {
         return false;
@@ -256,29 +257,66 @@ pub fn forced_by_ops(limits: &[SchemeLimits], previous: Option<&[f64]>, max_step
     })
 }
 
-/// Each scheme's bounds: pinned and off fix it; otherwise floor and cap,
-/// narrowed to `previous +- max_step` unless ops force a change
-/// ([`forced_by_ops`]).
-pub fn bounds(limits: &[SchemeLimits], previous: Option<&[f64]>, max_step: f64) -> Vec<(f64, f64)> {
-    let switching_off = forced_by_ops(limits, previous, max_step);
+/// How much weight ops move beyond the max step: per scheme switched off,
+/// pinned or capped, how much further than a step its weight must go,
+/// summed. The other schemes may move by the max step plus this much, so
+/// they absorb what ops moved and no more.
+pub fn displaced_by_ops(limits: &[SchemeLimits], previous: &[f64], max_step: f64) -> f64 {
     limits
         .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            if l.off {
-                return (0.0, 0.0);
-            }
-            if let Some(weight) = l.pinned {
-                return (weight, weight);
-            }
-            let (mut low, mut high) = (l.floor, l.cap.max(l.floor));
-            if let (Some(previous), false) = (previous, switching_off) {
-                low = low.max(previous[i] - max_step).min(high);
-                high = high.min(previous[i] + max_step).max(low);
-            }
-            (low, high)
+        .zip(previous)
+        .map(|(l, p)| {
+            let to = if l.off {
+                0.0
+            } else if let Some(weight) = l.pinned {
+                weight
+            } else {
+                p.min(l.cap.max(l.floor))
+            };
+            ((to - p).abs() - max_step).max(0.0)
         })
-        .collect()
+        .sum()
+}
+
+/// Each scheme's bounds: pinned and off fix it; otherwise floor and cap,
+/// narrowed to `previous +- max_step`. When ops force a change
+/// ([`forced_by_ops`]) the step is widened by [`displaced_by_ops`], and
+/// dropped where even that cannot sum to 1.
+pub fn bounds(limits: &[SchemeLimits], previous: Option<&[f64]>, max_step: f64) -> Vec<(f64, f64)> {
+    let with_step = |step: Option<f64>| -> Vec<(f64, f64)> {
+        limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if l.off {
+                    return (0.0, 0.0);
+                }
+                if let Some(weight) = l.pinned {
+                    return (weight, weight);
+                }
+                let (mut low, mut high) = (l.floor, l.cap.max(l.floor));
+                if let (Some(previous), Some(step)) = (previous, step) {
+                    low = low.max(previous[i] - step).min(high);
+                    high = high.min(previous[i] + step).max(low);
+                }
+                (low, high)
+            })
+            .collect()
+    };
+    let Some(previous_weights) = previous.filter(|_| forced_by_ops(limits, previous, max_step))
+    else {
+        return with_step(Some(max_step));
+    };
+    let widened = with_step(Some(
+        max_step + displaced_by_ops(limits, previous_weights, max_step),
+    ));
+    let lower: f64 = widened.iter().map(|b| b.0).sum();
+    let upper: f64 = widened.iter().map(|b| b.1).sum();
+    if lower <= 1.0 + 1e-9 && upper >= 1.0 - 1e-9 {
+        widened
+    } else {
+        with_step(None)
+    }
 }
 
 /// The point of `{w : sum w = 1, low_i <= w_i <= high_i}` nearest to

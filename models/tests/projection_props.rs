@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use segtune_models::tuning::{
-    bounds, forced_by_ops, probability_best, project, Belief, SchemeLimits,
+    bounds, displaced_by_ops, forced_by_ops, probability_best, project, Belief, SchemeLimits,
 };
 
 const MAX_STEP: f64 = 0.15;
@@ -70,6 +70,26 @@ proptest! {
         prop_assert!(weights.iter().all(|w| w.is_finite()));
         prop_assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{weights:?}");
         let forced = forced_by_ops(&limits, Some(&previous), MAX_STEP);
+        let displaced = displaced_by_ops(&limits, &previous, MAX_STEP);
+        let widened_feasible = {
+            // The bounds with the widened step, as `bounds` builds them.
+            let step = MAX_STEP + displaced;
+            let (mut lower, mut upper) = (0.0, 0.0);
+            for (l, p) in limits.iter().zip(&previous) {
+                let (low, high) = if l.off {
+                    (0.0, 0.0)
+                } else if let Some(w) = l.pinned {
+                    (w, w)
+                } else {
+                    let high = l.cap.max(l.floor);
+                    let low = l.floor.max(p - step).min(high);
+                    (low, high.min(p + step).max(low))
+                };
+                lower += low;
+                upper += high;
+            }
+            lower <= 1.0 + 1e-9 && upper >= 1.0 - 1e-9
+        };
         for (i, (w, l)) in weights.iter().zip(&limits).enumerate() {
             if l.off {
                 prop_assert_eq!(*w, 0.0);
@@ -87,6 +107,10 @@ proptest! {
                     "step from {} to {w}",
                     previous[i]
                 );
+            } else if (w - previous[i]).abs() > MAX_STEP + displaced + EPS {
+                // Moving further than ops displaced is only allowed when
+                // the widened step could not sum to 1.
+                prop_assert!(!widened_feasible, "step from {} to {w}", previous[i]);
             }
         }
         // The same input, the same output.

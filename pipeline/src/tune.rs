@@ -222,7 +222,9 @@ pub fn tune(
         let mut segment_bounds = bounds(&limits, previous_weights.as_deref(), tuning.max_step);
         for (i, bound) in segment_bounds.iter_mut().enumerate() {
             if held[i] && !limits[i].off && limits[i].pinned.is_none() {
-                *bound = (start[i], start[i]);
+                // Held where it was, unless a cap or the floor moved.
+                let kept = start[i].clamp(bound.0, bound.1);
+                *bound = (kept, kept);
             }
         }
         let weights = project(&target, &segment_bounds)
