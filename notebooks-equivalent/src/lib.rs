@@ -144,6 +144,7 @@ pub fn run_generated(
             force: false,
             progress: false,
             dump_design: None,
+            approval: None,
         },
     )?;
     Ok(Walkthrough {

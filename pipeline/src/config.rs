@@ -308,7 +308,7 @@ pub struct Overrides {
 }
 
 /// Resolved input paths (absolute or relative to the working directory).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputPaths {
     /// Partners table: a file or a folder of part files.
     pub partners: PathBuf,
@@ -323,7 +323,7 @@ pub struct InputPaths {
 }
 
 /// Resolved feature settings.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FeatureSettings {
     /// Numeric columns; `None` means every numeric column of the partners table.
     pub numeric: Option<Vec<String>>,
@@ -344,7 +344,7 @@ pub struct FeatureSettings {
 }
 
 /// Resolved k-means settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SegmentSettings {
     /// A fixed k (no sweep).
     pub k: Option<usize>,
@@ -377,7 +377,7 @@ pub struct SegmentSettings {
 }
 
 /// Resolved lift settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluationSettings {
     /// Fewest partners per arm.
     pub min_n_per_arm: usize,
@@ -392,7 +392,7 @@ pub struct EvaluationSettings {
 }
 
 /// Resolved tuning settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TuningSettings {
     /// Configured scheme ids (`None`: take them from the assignments).
     pub schemes: Option<Vec<String>>,
@@ -421,7 +421,7 @@ pub struct TuningSettings {
 }
 
 /// How each segment's holdout share is set for the next draw.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldoutPolicy {
     /// `tuning.holdout-share` everywhere.
@@ -437,7 +437,7 @@ pub enum HoldoutPolicy {
 }
 
 /// Caps, pins and switched-off schemes.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SchemeRules {
     /// Highest weight by scheme.
     pub caps: std::collections::BTreeMap<String, f64>,
@@ -517,7 +517,7 @@ impl TuningSettings {
 }
 
 /// One resolved outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutcomeSettings {
     /// Column name.
     pub name: String,
@@ -530,7 +530,7 @@ pub struct OutcomeSettings {
 }
 
 /// Everything a run needs, resolved and checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSettings {
     /// The configuration file.
     #[serde(skip)]
@@ -563,7 +563,7 @@ pub struct RunSettings {
 
 /// One naming rule: a name and a condition over a segment's profile (each
 /// feature's centroid value, in SDs from the average partner).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NameRule {
     /// The name it gives.
     pub name: String,
@@ -586,7 +586,7 @@ pub const DEFAULT_NAMES: [(&str, &str); 4] = [
 ];
 
 /// One resolved rule.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleSettings {
     /// Rule name.
     pub name: String,
@@ -597,6 +597,30 @@ pub struct RuleSettings {
 }
 
 impl RunSettings {
+    /// The settings a run used, from its manifest's `config` (input paths
+    /// there are relative to the run folder).
+    pub fn from_manifest(
+        config: &serde_json::Value,
+        run_dir: &Path,
+    ) -> Result<Self, serde_json::Error> {
+        let mut settings: Self = serde_json::from_value(config.clone())?;
+        let resolve = |path: &mut PathBuf| *path = run_dir.join(&*path);
+        resolve(&mut settings.inputs.partners);
+        for path in [
+            &mut settings.inputs.assignments,
+            &mut settings.inputs.outcomes,
+            &mut settings.inputs.previous_run,
+            &mut settings.inputs.strategic,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(path);
+        }
+        settings.config_path = run_dir.join("manifest.json");
+        Ok(settings)
+    }
+
     /// The rules, parsed (they were checked when the settings were resolved).
     pub fn compiled_rules(&self) -> Result<Vec<crate::rules::Rule>, crate::rules::RuleError> {
         self.rules

@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod manifest;
 pub mod output;
 pub mod outputs;
+pub mod overrides;
 pub mod power;
 pub mod previous;
 pub mod publish;

@@ -158,6 +158,14 @@ struct ApproveArgs {
     /// Who approves (recorded in the manifest).
     #[arg(long)]
     by: String,
+    /// Ops' overrides (TOML): rename segments, pin partners to a segment,
+    /// pin, cap or switch off a scheme in a segment. The run is re-done on
+    /// its own inputs with them applied; an invalid one changes nothing.
+    #[arg(long)]
+    overrides: Option<PathBuf>,
+    /// Hide progress bars.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Debug, Args)]
@@ -361,6 +369,7 @@ fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
         force: args.force,
         progress: show_progress(cli, args.no_progress),
         dump_design: args.dump_design.clone(),
+        approval: None,
     };
     let summary = segtune::run::run(&settings, &options)?;
     println!("{}", serde_json::to_string(&summary)?);
@@ -468,6 +477,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
                 force: false,
                 progress: show_progress(cli, false),
                 dump_design: None,
+                approval: None,
             },
         )?;
         // Closed loop, as in production: the last quarter's draw is the one
@@ -492,6 +502,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         force: false,
         progress: show_progress(cli, false),
         dump_design: None,
+        approval: None,
     };
     let summary = segtune::run::run(&settings, &options)?;
     fs_err::write(
@@ -567,7 +578,12 @@ fn main() -> ExitCode {
             segtune::report::rerender(&args.run)
                 .map(|report| serde_json::json!({ "report": report })),
         ),
-        Command::Approve(args) => print_json(segtune::publish::approve(&args.run, &args.by)),
+        Command::Approve(args) => print_json(segtune::publish::approve(
+            &args.run,
+            &args.by,
+            args.overrides.as_deref(),
+            show_progress(&cli, args.no_progress),
+        )),
         Command::Publish(args) => print_json(segtune::publish::publish(
             &args.run,
             &args.to,

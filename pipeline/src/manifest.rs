@@ -20,7 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// One input file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InputFile {
-    /// `partners`, `assignments` or `outcomes`.
+    /// `partners`, `assignments`, `outcomes`, `strategic` or `previous_run`.
     pub role: &'static str,
     /// Path relative to the run folder (absolute when no relative path exists).
     pub path: String,
@@ -59,7 +59,17 @@ pub fn relative_to(path: &Path, base: &Path) -> String {
         .replace('\\', "/")
 }
 
-/// Hashes every input file.
+/// The files of the previous run folder a run reads (its manifest aside,
+/// which changes when that run is approved or published).
+pub const PREVIOUS_RUN_FILES: [&str; 5] = [
+    "segments.parquet",
+    "weights.parquet",
+    "model.json",
+    "posterior.json",
+    "assignments_next.parquet",
+];
+
+/// Hashes every input file: the input tables and the previous run's files.
 pub fn hash_inputs(settings: &RunSettings, run_dir: &Path) -> anyhow::Result<Vec<InputFile>> {
     let mut out = Vec::new();
     let inputs = [
@@ -68,6 +78,13 @@ pub fn hash_inputs(settings: &RunSettings, run_dir: &Path) -> anyhow::Result<Vec
         ("outcomes", settings.inputs.outcomes.as_ref()),
         ("strategic", settings.inputs.strategic.as_ref()),
     ];
+    let previous_files: Vec<PathBuf> = settings
+        .inputs
+        .previous_run
+        .iter()
+        .flat_map(|dir| PREVIOUS_RUN_FILES.iter().map(|name| dir.join(name)))
+        .filter(|path| path.exists())
+        .collect();
     for (role, path) in inputs {
         let Some(path) = path else { continue };
         let mut ignored = Vec::new();
@@ -80,6 +97,15 @@ pub fn hash_inputs(settings: &RunSettings, run_dir: &Path) -> anyhow::Result<Vec
                 sha256,
             });
         }
+    }
+    for file in previous_files {
+        let (bytes, sha256) = sha256_file(&file)?;
+        out.push(InputFile {
+            role: "previous_run",
+            path: relative_to(&file, run_dir),
+            bytes,
+            sha256,
+        });
     }
     Ok(out)
 }
@@ -101,6 +127,7 @@ pub fn config_json(settings: &RunSettings, run_dir: &Path) -> serde_json::Value 
             ("assignments", &settings.inputs.assignments),
             ("outcomes", &settings.inputs.outcomes),
             ("previous_run", &settings.inputs.previous_run),
+            ("strategic", &settings.inputs.strategic),
         ] {
             inputs.insert(
                 key.into(),

@@ -53,7 +53,16 @@ pub fn write_segments(
             array(partners.ids.iter().map(String::as_str), StringArray::from),
             array((0..n).map(|r| info(r).id), UInt32Array::from),
             array((0..n).map(|r| info(r).name.as_str()), StringArray::from),
-            array((0..n).map(|r| info(r).source.as_str()), StringArray::from),
+            array(
+                (0..n).map(|r| {
+                    if segments.pinned[r] {
+                        crate::segment::SOURCE_OVERRIDE
+                    } else {
+                        info(r).source.as_str()
+                    }
+                }),
+                StringArray::from,
+            ),
             array(segments.distance.iter().copied(), Float64Array::from),
             array(
                 segments

@@ -86,12 +86,20 @@ pub struct ApproveSummary {
     pub approved_by: String,
     /// When (UTC, RFC 3339).
     pub approved_at: String,
+    /// The overrides applied, in words (empty without `--overrides`).
+    pub overrides: Vec<String>,
 }
 
 /// Marks a proposed run approved by `by`, recording who and when in the
 /// manifest. The proposed weights are kept as `weights_proposed.parquet`
-/// beside the approved ones (the same, until overrides re-derive them).
-pub fn approve(run_dir: &Path, by: &str) -> anyhow::Result<ApproveSummary> {
+/// beside the approved ones. With `overrides`, the run is re-done on its own
+/// inputs with them applied ([`crate::overrides`]).
+pub fn approve(
+    run_dir: &Path,
+    by: &str,
+    overrides: Option<&Path>,
+    progress: bool,
+) -> anyhow::Result<ApproveSummary> {
     let by = by.trim();
     if by.is_empty() {
         return Err(UsageError("--by needs the approver's name".into()).into());
@@ -107,6 +115,10 @@ pub fn approve(run_dir: &Path, by: &str) -> anyhow::Result<ApproveSummary> {
             .into())
         }
     }
+    let approved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if let Some(file) = overrides {
+        return approve_with_overrides(run_dir, &manifest, by, &approved_at, file, progress);
+    }
     let proposed = run_dir.join("weights_proposed.parquet");
     if !proposed.exists() {
         let temporary = run_dir.join(".weights_proposed.parquet.tmp");
@@ -114,7 +126,6 @@ pub fn approve(run_dir: &Path, by: &str) -> anyhow::Result<ApproveSummary> {
         std::fs::File::open(&temporary)?.sync_all()?;
         fs_err::rename(&temporary, &proposed)?;
     }
-    let approved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     manifest["status"] = "approved".into();
     manifest["approval"] = serde_json::json!({
         "approved_by": by,
@@ -128,6 +139,131 @@ pub fn approve(run_dir: &Path, by: &str) -> anyhow::Result<ApproveSummary> {
         run_id,
         approved_by: by.to_string(),
         approved_at,
+        overrides: Vec::new(),
+    })
+}
+
+/// The run's segments and schemes, from its weights.json.
+fn run_shape(run_dir: &Path) -> anyhow::Result<crate::overrides::RunShape> {
+    let path = run_dir.join("weights.json");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&fs_err::read_to_string(&path)?)
+        .with_context(|| format!("`{}` is not a weights list", path.display()))?;
+    let mut shape = crate::overrides::RunShape::default();
+    for row in rows {
+        if let (Some(id), Some(name), Some(scheme)) = (
+            row["segment_id"].as_u64(),
+            row["segment_name"].as_str(),
+            row["scheme_id"].as_str(),
+        ) {
+            shape.segments.insert(id as u32, name.to_string());
+            shape.schemes.insert(scheme.to_string());
+        }
+    }
+    Ok(shape)
+}
+
+/// Approval with overrides: checks them, checks that every input is still
+/// what the run read (SHA-256 against the manifest), then re-does the run in
+/// place with the overrides applied (staged, so a refusal changes nothing).
+fn approve_with_overrides(
+    run_dir: &Path,
+    manifest: &serde_json::Value,
+    by: &str,
+    approved_at: &str,
+    file: &Path,
+    progress: bool,
+) -> anyhow::Result<ApproveSummary> {
+    let source = fs_err::read_to_string(file)
+        .map_err(|e| UsageError(format!("cannot read the overrides file: {e}")))?;
+    let overrides = crate::overrides::Overrides::parse(file, &source)?;
+    let mut settings = crate::config::RunSettings::from_manifest(&manifest["config"], run_dir)
+        .map_err(|e| {
+            UsageError(format!(
+                "`{}`: its configuration cannot be read back ({e}); re-run with this segtune version to approve with overrides",
+                run_dir.join("manifest.json").display()
+            ))
+        })?;
+    overrides.check(file, &run_shape(run_dir)?, &settings.tuning)?;
+    let recorded: Vec<(String, String, String)> = manifest["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let field = |key: &str| i[key].as_str().unwrap_or_default().to_string();
+            (field("role"), field("path"), field("sha256"))
+        })
+        .collect();
+    let now: Vec<(String, String, String)> = crate::manifest::hash_inputs(&settings, run_dir)?
+        .into_iter()
+        .map(|i| (i.role.to_string(), i.path, i.sha256))
+        .collect();
+    let changed: Vec<crate::ingest::Problem> = recorded
+        .iter()
+        .filter(|r| !now.contains(r))
+        .map(|(role, path, _)| crate::ingest::Problem {
+            file: run_dir.join(path),
+            column: None,
+            row: None,
+            partner_id: None,
+            message: format!(
+                "this {} input changed or went missing since the run; approving with overrides re-does the run on its inputs: run the period again instead",
+                role.replace('_', " ")
+            ),
+        })
+        .chain(now.iter().filter(|n| !recorded.iter().any(|r| r.1 == n.1)).map(|(role, path, _)| {
+            crate::ingest::Problem {
+                file: run_dir.join(path),
+                column: None,
+                row: None,
+                partner_id: None,
+                message: format!("a {} input file the run did not read", role.replace('_', " ")),
+            }
+        }))
+        .collect();
+    if !changed.is_empty() {
+        return Err(crate::ingest::IngestError { problems: changed }.into());
+    }
+    settings.tuning = overrides.tuning(&settings.tuning);
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(source.as_bytes()));
+    let run_id = text(manifest, "run_id", run_dir)?.to_string();
+    let approval = crate::overrides::Approval {
+        overrides,
+        file: file.to_path_buf(),
+        sha256,
+        by: by.to_string(),
+        at: approved_at.to_string(),
+        run_id: run_id.clone(),
+    };
+    crate::run::run(
+        &settings,
+        &crate::run::RunOptions {
+            out: run_dir.to_path_buf(),
+            force: true,
+            progress,
+            dump_design: None,
+            approval: Some(approval),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "approving `{}` with the overrides in `{}` failed; nothing was changed",
+            run_dir.display(),
+            file.display()
+        )
+    })?;
+    refresh_report(run_dir)?;
+    let manifest = read_manifest(run_dir)?;
+    Ok(ApproveSummary {
+        run_dir: run_dir.to_path_buf(),
+        run_id,
+        approved_by: by.to_string(),
+        approved_at: approved_at.to_string(),
+        overrides: manifest["approval"]["overrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["text"].as_str().map(str::to_string))
+            .collect(),
     })
 }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
+
 use crate::config::RunSettings;
 use crate::evaluate::{evaluate, Evaluation, LiftRow};
 use crate::exit::UsageError;
@@ -31,6 +33,10 @@ pub struct RunOptions {
     /// Debug: write every estimated cell's design matrix to
     /// `DIR/design.parquet` (outside the run folder).
     pub dump_design: Option<PathBuf>,
+    /// Approving with overrides: the run is re-done on the same inputs with
+    /// them applied, keeps its run id and is written approved (see
+    /// [`crate::overrides`]).
+    pub approval: Option<crate::overrides::Approval>,
 }
 
 /// What a run did, for the command line.
@@ -140,7 +146,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         let features = stages.time("features", || {
             features::build(&inputs.partners, &clustered_rows, &settings.features)
         })?;
-        let segments = stages.time("segment", || {
+        let mut segments = stages.time("segment", || {
             segment(
                 &features,
                 &clustered_rows,
@@ -151,6 +157,13 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 settings,
             )
         })?;
+        let approval = options.approval.as_ref();
+        let applied = match approval {
+            Some(a) => a
+                .overrides
+                .apply(&a.file, &a.by, &mut segments, &inputs.partners)?,
+            None => Vec::new(),
+        };
         let profiles = stages.time("profiles", || Ok(profiles(&inputs.partners, &segments)))?;
         let evaluation: Evaluation = stages.time("evaluate", || {
             Ok(evaluate(
@@ -165,6 +178,14 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             tune(&evaluation, &segments, previous.as_ref(), settings)
         })?;
         let mut weights = tuned.weights;
+        if let Some(a) = approval {
+            let notes = a.overrides.scheme_notes(&a.by);
+            for row in &mut weights {
+                if let Some(note) = notes.get(&(row.segment_id, row.scheme_id.clone())) {
+                    row.reason = format!("{} ({note})", row.reason);
+                }
+            }
+        }
         let power = stages.time("power", || {
             Ok(crate::power::power(
                 &evaluation,
@@ -196,7 +217,15 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             manifest::hash_inputs(settings, &options.out)
         })?;
         let previous_run_id = previous.as_ref().and_then(|p| p.run_id.clone());
-        let run_id = manifest::run_id(settings, &input_files, previous_run_id.as_deref());
+        let run_id = match approval {
+            Some(a) => a.run_id.clone(),
+            None => manifest::run_id(settings, &input_files, previous_run_id.as_deref()),
+        };
+        let status = if approval.is_some() {
+            "approved"
+        } else {
+            "proposed"
+        };
         stages.time("write", || {
             outputs::write_segments(&dir, &inputs.partners, &segments)?;
             outputs::write_profiles(&dir, &inputs.partners.numeric.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), &profiles)?;
@@ -204,6 +233,15 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             outputs::write_power(&dir, &power)?;
             outputs::write_randomisation(&dir, &evaluation.randomisation)?;
             outputs::write_weights(&dir, &weights)?;
+            if approval.is_some() {
+                // The proposal, kept beside the approved weights.
+                let proposed = ["weights_proposed.parquet", "weights.parquet"]
+                    .iter()
+                    .map(|name| options.out.join(name))
+                    .find(|path| path.exists())
+                    .context("the run folder has no weights.parquet")?;
+                fs_err::copy(proposed, dir.join("weights_proposed.parquet"))?;
+            }
             outputs::write_json(&dir.join("posterior.json"), &tuned.posterior)?;
             outputs::write_migration(&dir, &segments)?;
             outputs::write_assignments_next(&dir, &inputs.partners, &next)?;
@@ -243,7 +281,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                     run_id: run_id.clone(),
                     evaluated_period: settings.period.clone(),
                     target_period: settings.target_period.clone(),
-                    status: "proposed".into(),
+                    status: status.into(),
                     version: env!("CARGO_PKG_VERSION").into(),
                 },
                 partners: &inputs.partners,
@@ -278,7 +316,15 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             "program": "segtune",
             "program_version": env!("CARGO_PKG_VERSION"),
             "run_id": run_id,
-            "status": "proposed",
+            "status": status,
+            "approval": approval.map(|a| serde_json::json!({
+                "approved_by": a.by,
+                "approved_at": a.at,
+                "overrides_file": a.file.display().to_string(),
+                "overrides_sha256": a.sha256,
+                "overrides": applied,
+                "override_entries": a.overrides,
+            })),
             "evaluated_period": settings.period,
             "target_period": settings.target_period,
             "seed": settings.seed,

@@ -22,6 +22,9 @@ use crate::previous::PreviousRun;
 /// The `source` of a k-means segment.
 pub const SOURCE_KMEANS: &str = "kmeans";
 
+/// The `source` of a partner pinned to its segment by ops at approval.
+pub const SOURCE_OVERRIDE: &str = "override";
+
 /// One segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentInfo {
@@ -52,6 +55,8 @@ pub struct Segments {
     pub margin: Vec<Option<f64>>,
     /// The partner's segment in the previous run.
     pub previous_segment_id: Vec<Option<u32>>,
+    /// Placed in its segment by ops at approval (source `override`).
+    pub pinned: Vec<bool>,
     /// Centroids of the k-means segments in scaled space, one row per
     /// k-means segment, in the order they follow the rule segments.
     pub centroids: Array2<f64>,
@@ -490,6 +495,7 @@ pub fn segment(
         second,
         margin,
         previous_segment_id,
+        pinned: vec![false; n],
         centroids: fitted.centroids,
         inertia: fitted.inertia,
         segment_id_high_water: high_water,

@@ -264,6 +264,7 @@ fn simulate_seed(
                 force: false,
                 progress: false,
                 dump_design: None,
+                approval: None,
             },
         )
         .with_context(|| format!("seed {seed}, {label}"))?;

@@ -252,6 +252,7 @@ fn with_rules_all_partners_are_segmented_at_least_as_well_as_by_scikit_learn() {
             force: false,
             progress: false,
             dump_design: None,
+            approval: None,
         },
     )
     .expect("runs");

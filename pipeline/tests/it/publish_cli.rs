@@ -244,3 +244,304 @@ fn a_failure_before_the_switch_leaves_the_previous_version_and_concurrent_publis
     assert!(latest(&to).starts_with("history/2026-Q2/"));
     assert_whole(&to);
 }
+
+/// Every file under `dir` with its bytes.
+fn contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    crate::common::listing(dir)
+        .into_iter()
+        .filter(|(path, _)| path.is_file())
+        .map(|(path, _)| {
+            let bytes = std::fs::read(&path).expect("read");
+            (path, bytes)
+        })
+        .collect()
+}
+
+/// (segment, scheme) -> (weight, reason) from a run's weights.json.
+fn weights_of(run_dir: &Path) -> std::collections::BTreeMap<(u32, String), (f64, String, String)> {
+    let text = std::fs::read_to_string(run_dir.join("weights.json")).expect("weights.json");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).expect("JSON");
+    rows.iter()
+        .map(|r| {
+            (
+                (
+                    r["segment_id"].as_u64().expect("id") as u32,
+                    r["scheme_id"].as_str().expect("scheme").to_string(),
+                ),
+                (
+                    r["weight"].as_f64().expect("weight"),
+                    r["reason"].as_str().expect("reason").to_string(),
+                    r["segment_name"].as_str().expect("name").to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A run of 2026-Q1 with the 2025-Q4 run as its previous run (lift within
+/// the previous run's segments, which overrides of this run do not touch).
+fn run_after(dir: &Path, previous: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let config = std::fs::read_to_string(data.join("second.toml")).expect("config");
+    let config = config.replacen(
+        "[inputs]\n",
+        &format!(
+            "[inputs]\nprevious-run = {:?}\n",
+            previous.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(data.join("third.toml"), config).expect("config");
+    let out = dir.join("run-3");
+    let (code, _, stderr) = run(&mut segtune_run(&data.join("third.toml"), &out));
+    assert_eq!(code, 0, "{stderr}");
+    out
+}
+
+fn approve_with(run_dir: &Path, overrides: &Path) -> (i32, String, String) {
+    run(segtune()
+        .arg("approve")
+        .arg(run_dir)
+        .args(["--by", "Ops Lead", "--overrides"])
+        .arg(overrides))
+}
+
+#[test]
+fn approving_with_each_kind_of_override_re_derives_the_run_and_an_invalid_one_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _) = two_runs(dir.path());
+    let second = run_after(dir.path(), &first);
+    let proposed = weights_of(&second);
+    let segments: Vec<u32> = {
+        let mut ids: Vec<u32> = proposed.keys().map(|(s, _)| *s).collect();
+        ids.dedup();
+        ids
+    };
+    assert!(segments.len() >= 4, "{segments:?}");
+    let schemes: Vec<String> = proposed
+        .keys()
+        .filter(|(s, _)| *s == segments[0])
+        .map(|(_, scheme)| scheme.clone())
+        .collect();
+    let before = contents(&second);
+    let manifest_before: serde_json::Value =
+        serde_json::from_slice(&before[&second.join("manifest.json")]).expect("manifest");
+    let floor = manifest_before["config"]["tuning"]["floor"]
+        .as_f64()
+        .expect("floor");
+
+    // Invalid overrides: exit 2, every problem named, nothing changed.
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let (a, b, c, d) = (segments[0], segments[1], segments[2], segments[3]);
+    let other_name = &proposed[&(b, schemes[0].clone())].2;
+    for (text, expected) in [
+        ("[[scheme]]\nsegment = 999\nscheme = \"nope\"\ncap = 1.5\npin = 0.1\n", vec!["segment 999 is not in this run", "scheme `nope` is not in this run", "exactly one of `pin`, `cap` or `off`", "`cap = 1.5`"]),
+        (&format!("[[rename]]\nsegment = {a}\nname = \"{other_name}\"\n"), vec!["would both be called"]),
+        (&format!("[[pin-partners]]\nsegment = {a}\npartners = [\"P-unknown\"]\n"), vec!["partner `P-unknown` is not among this run's partners"]),
+        (&format!("[[scheme]]\nsegment = {a}\nscheme = \"{}\"\npin = 0.9\n[[scheme]]\nsegment = {a}\nscheme = \"{}\"\npin = 0.9\n", schemes[0], schemes[1]), vec!["the constraints cannot be met", "nothing was changed"]),
+        ("[[renam]]\nsegment = 1\n", vec!["unknown field `renam`", "line 1"]),
+        ("", vec!["has no [[rename]], [[pin-partners]] or [[scheme]] entry"]),
+    ] {
+        let (code, _, stderr) = approve_with(&second, &write("bad.toml", text));
+        assert_eq!(code, 2, "{text}\n{stderr}");
+        crate::common::assert_mentions(&stderr, &expected);
+        assert!(contents(&second) == before, "{text}: the run folder changed");
+    }
+
+    // One override of each kind.
+    let segment_rows = read(&second.join("segments.parquet")).1;
+    let ids = strings(&segment_rows, "partner_id");
+    let of = u32s(&segment_rows, "segment_id");
+    let moved: Vec<String> = ids
+        .iter()
+        .zip(&of)
+        .filter(|(_, s)| **s != Some(b))
+        .take(3)
+        .map(|(id, _)| id.clone().expect("id"))
+        .collect();
+    let (capped, cap_weight) = schemes
+        .iter()
+        .map(|s| (s.clone(), proposed[&(d, s.clone())].0))
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .expect("a scheme");
+    let cap = (cap_weight - 0.1).max(floor + 0.01);
+    let name = "<b>Key</b> & accounts";
+    let overrides = write(
+        "overrides.toml",
+        &format!(
+            "[[rename]]\nsegment = {a}\nname = \"{name}\"\n\n\
+             [[pin-partners]]\nsegment = {b}\npartners = {moved:?}\n\n\
+             [[scheme]]\nsegment = {c}\nscheme = \"{s0}\"\npin = 0.3\n\n\
+             [[scheme]]\nsegment = {d}\nscheme = \"{capped}\"\ncap = {cap}\n\n\
+             [[scheme]]\nsegment = {a}\nscheme = \"{s1}\"\noff = true\n",
+            s0 = schemes[0],
+            s1 = schemes[1],
+        ),
+    );
+    let (code, stdout, stderr) = approve_with(&second, &overrides);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("renamed segment"), "{stdout}");
+
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(second.join("manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(manifest["status"], "approved");
+    assert_eq!(
+        manifest["run_id"], manifest_before["run_id"],
+        "an approval keeps the run id"
+    );
+    assert_eq!(manifest["approval"]["approved_by"], "Ops Lead");
+    let kinds: Vec<&str> = manifest["approval"]["overrides"]
+        .as_array()
+        .expect("overrides")
+        .iter()
+        .map(|o| o["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["pin_partners", "rename", "scheme", "scheme", "scheme"]
+    );
+    assert_eq!(
+        std::fs::read(second.join("weights_proposed.parquet")).expect("proposed"),
+        before[&second.join("weights.parquet")],
+        "the proposal is kept as it was"
+    );
+
+    // Weights: the overrides hold, every other limit still holds, and
+    // segments without a scheme override keep the proposal.
+    let approved = weights_of(&second);
+    assert_eq!(approved[&(c, schemes[0].clone())].0, 0.3);
+    assert!(approved[&(d, capped.clone())].0 <= cap + 1e-12);
+    assert_eq!(approved[&(a, schemes[1].clone())].0, 0.0);
+    for ((segment, scheme), (weight, reason, segment_name)) in &approved {
+        let sum: f64 = approved
+            .iter()
+            .filter(|((s, _), _)| s == segment)
+            .map(|(_, (w, _, _))| w)
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-9, "segment {segment}: {sum}");
+        let overridden = [(c, &schemes[0]), (d, &capped), (a, &schemes[1])]
+            .iter()
+            .any(|(s, x)| s == segment && *x == scheme);
+        if overridden {
+            assert!(reason.contains("by Ops Lead at approval"), "{reason}");
+        } else if *segment != a {
+            assert!(*weight >= floor - 1e-12, "{segment} {scheme}: {weight}");
+        }
+        if ![a, c, d].contains(segment) {
+            assert_eq!(
+                (*weight, reason),
+                (
+                    proposed[&(*segment, scheme.clone())].0,
+                    &proposed[&(*segment, scheme.clone())].1
+                ),
+                "segment {segment} has no scheme override"
+            );
+        }
+        let expected_name = if *segment == a {
+            name
+        } else {
+            &proposed[&(*segment, scheme.clone())].2
+        };
+        assert_eq!(segment_name, expected_name);
+    }
+
+    // Segments, profiles and the next draw agree with the pins and the name.
+    let rows = read(&second.join("segments.parquet")).1;
+    let by_partner: std::collections::HashMap<String, (u32, String, String, Option<f64>)> =
+        strings(&rows, "partner_id")
+            .into_iter()
+            .zip(u32s(&rows, "segment_id"))
+            .zip(strings(&rows, "source"))
+            .zip(strings(&rows, "segment_name"))
+            .zip(floats(&rows, "distance"))
+            .map(|((((id, s), source), n), distance)| {
+                (
+                    id.expect("id"),
+                    (
+                        s.expect("segment"),
+                        source.expect("source"),
+                        n.expect("name"),
+                        distance,
+                    ),
+                )
+            })
+            .collect();
+    for partner in &moved {
+        let (segment, source, _, distance) = &by_partner[partner];
+        assert_eq!(
+            (*segment, source.as_str(), *distance),
+            (b, "override", None),
+            "{partner}"
+        );
+    }
+    assert_eq!(
+        by_partner.values().filter(|v| v.1 == "override").count(),
+        moved.len()
+    );
+    assert!(by_partner
+        .values()
+        .filter(|v| v.0 == a)
+        .all(|v| v.2 == name));
+    let profiles = read(&second.join("segment_profiles.parquet")).1;
+    let sizes: std::collections::BTreeMap<u32, u64> = u32s(&profiles, "segment_id")
+        .into_iter()
+        .zip(crate::common::u64s(&profiles, "n_partners"))
+        .map(|(s, n)| (s.expect("id"), n.expect("n")))
+        .collect();
+    for (segment, size) in &sizes {
+        let members = by_partner.values().filter(|v| v.0 == *segment).count() as u64;
+        assert_eq!(*size, members, "segment {segment}");
+    }
+    let next = crate::common::segment_of(&second.join("assignments_next.parquet"));
+    for partner in &moved {
+        assert_eq!(next[partner], b, "{partner} is drawn in its pinned segment");
+    }
+
+    // The report shows the override name as text.
+    let page = std::fs::read_to_string(second.join("report.html")).expect("report");
+    assert!(!page.contains("<b>Key</b>"), "unescaped HTML in the report");
+    assert!(page.contains("&lt;b&gt;Key&lt;&#x2f;b&gt; &amp; accounts"));
+
+    // Approving again is refused; the approved weights are what is published.
+    let (code, _, stderr) = approve_with(&second, &overrides);
+    assert_eq!(code, 2, "{stderr}");
+    let to = dir.path().join("published");
+    let (code, _, stderr) = publish(&second, &to, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_whole(&to);
+    assert_eq!(
+        std::fs::read(to.join("latest/weights.json")).expect("published"),
+        std::fs::read(second.join("weights.json")).expect("approved")
+    );
+}
+
+#[test]
+fn approving_with_overrides_refuses_inputs_changed_since_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _) = two_runs(dir.path());
+    let second = run_after(dir.path(), &first);
+    let overrides = dir.path().join("overrides.toml");
+    let weights = weights_of(&second);
+    let (segment, _) = weights.keys().next().expect("a weight");
+    std::fs::write(
+        &overrides,
+        format!("[[rename]]\nsegment = {segment}\nname = \"Renamed\"\n"),
+    )
+    .expect("write");
+    // The previous run's weights change after this run read them.
+    let before = contents(&second);
+    let previous_weights = first.join("weights.parquet");
+    let mut bytes = std::fs::read(&previous_weights).expect("read");
+    bytes.push(b'\n');
+    std::fs::write(&previous_weights, bytes).expect("write");
+    let (code, _, stderr) = approve_with(&second, &overrides);
+    assert_eq!(code, 3, "{stderr}");
+    crate::common::assert_mentions(&stderr, &["weights.parquet", "previous run input changed"]);
+    assert!(contents(&second) == before, "the run folder changed");
+}
