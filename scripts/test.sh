@@ -4,9 +4,13 @@
 #   bash scripts/test.sh
 #
 # On a fresh machine it creates .venv (Python peer checks: scikit-learn,
-# pyarrow, statsmodels, DuckDB, jsonschema), then runs formatting, lints, docs and every test of the workspace.
-# Each phase prints its time. Environment: SEGTUNE_SKIP_LINT=1 skips fmt,
-# clippy and doc (for a quick local loop).
+# pyarrow, statsmodels, DuckDB, jsonschema) and installs Debian's chromium
+# when /usr/bin/chromium is missing (the report is opened in headless
+# Chromium; apt-get needs root or sudo), then runs formatting, lints, docs
+# and every test of the workspace. Each phase prints its time.
+# Environment: SEGTUNE_SKIP_LINT=1 skips fmt, clippy and doc (for a quick
+# local loop); SEGTUNE_CHROMIUM names another Chromium (then nothing is
+# installed). The browser test fails under CI (CI set) without a Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -42,6 +46,19 @@ if [ "${SEGTUNE_SKIP_LINT:-0}" != 1 ]; then
     phase "cargo clippy"
     cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 fi
+
+phase "chromium for the report check"
+if [ -z "${SEGTUNE_CHROMIUM:-}" ]; then
+    if [ ! -x /usr/bin/chromium ]; then
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get install -y --no-install-recommends chromium \
+            || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium; }
+    fi
+    export SEGTUNE_CHROMIUM=/usr/bin/chromium
+fi
+"$SEGTUNE_CHROMIUM" --version
 
 phase "cargo test (workspace)"
 cargo test --workspace --all-targets --locked

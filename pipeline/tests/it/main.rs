@@ -13,6 +13,7 @@ mod ingest_refusals;
 mod lift_checks;
 mod peer_kmeans;
 mod publish_cli;
+mod report_browser;
 mod rules_cli;
 mod run_e2e;
 mod simulate_cli;
