@@ -68,74 +68,100 @@ fn distance(a: ndarray::ArrayView1<f64>, b: ndarray::ArrayView1<f64>) -> f64 {
 }
 
 /// Mean silhouette over `rows` (computed among those rows only).
-///
-/// Distances come from the Gram matrix (||a||^2 + ||b||^2 - 2 a.b), in blocks
-/// of rows, as scikit-learn computes them; rows are grouped by label so each
-/// row's per-segment sums run over contiguous memory.
 pub fn silhouette(x: ArrayView2<f64>, labels: &[usize], rows: &[usize]) -> f64 {
-    const BLOCK: usize = 256;
-    let k = rows.iter().map(|r| labels[*r]).max().map_or(0, |m| m + 1);
-    // Sample rows grouped by label.
-    let mut ordered: Vec<usize> = rows.to_vec();
-    ordered.sort_by_key(|r| (labels[*r], *r));
-    let mut ranges = vec![(0usize, 0usize); k];
-    for (position, row) in ordered.iter().enumerate() {
-        let label = labels[*row];
-        if ranges[label].1 == 0 {
-            ranges[label].0 = position;
+    silhouettes(x, &[labels], rows)[0]
+}
+
+/// Mean silhouette over `rows` of each labelling of the same rows, from one
+/// pass over their distances.
+///
+/// Per block of rows, the distances to every sample row come from the Gram
+/// matrix (||a||^2 + ||b||^2 - 2 a.b, as scikit-learn computes them), once
+/// for all labellings; each row's distance sums per segment, for every
+/// labelling at once, are one more matrix product with the labellings'
+/// one-hot columns. Blocks are fixed by the row count and summed in order, so
+/// the result does not depend on the number of threads.
+pub fn silhouettes(x: ArrayView2<f64>, labelings: &[&[usize]], rows: &[usize]) -> Vec<f64> {
+    const BLOCK: usize = 128;
+    let m = rows.len();
+    let ks: Vec<usize> = labelings
+        .iter()
+        .map(|labels| rows.iter().map(|r| labels[*r]).max().map_or(0, |k| k + 1))
+        .collect();
+    let offsets: Vec<usize> = ks
+        .iter()
+        .scan(0, |total, k| {
+            let offset = *total;
+            *total += k;
+            Some(offset)
+        })
+        .collect();
+    let columns: usize = ks.iter().sum();
+    let mut sample = Array2::<f64>::zeros((m, x.ncols()));
+    let mut one_hot = Array2::<f64>::zeros((m, columns));
+    let mut counts = vec![0usize; columns];
+    for (j, row) in rows.iter().enumerate() {
+        sample.row_mut(j).assign(&x.row(*row));
+        for (labels, offset) in labelings.iter().zip(&offsets) {
+            let column = offset + labels[*row];
+            one_hot[[j, column]] = 1.0;
+            counts[column] += 1;
         }
-        ranges[label].1 = position + 1;
-    }
-    let counts: Vec<usize> = ranges.iter().map(|(lo, hi)| hi - lo).collect();
-    let mut sample = Array2::<f64>::zeros((ordered.len(), x.ncols()));
-    for (target, source) in ordered.iter().enumerate() {
-        sample.row_mut(target).assign(&x.row(*source));
     }
     let norms: Vec<f64> = sample.axis_iter(Axis(0)).map(|r| r.dot(&r)).collect();
-    let starts: Vec<usize> = (0..ordered.len()).step_by(BLOCK).collect();
+    let starts: Vec<usize> = (0..m).step_by(BLOCK).collect();
+    // Per block, per row: each labelling's silhouette value.
     let per_block: Vec<Vec<f64>> = starts
         .par_iter()
         .map(|start| {
-            let end = (start + BLOCK).min(ordered.len());
+            let end = (start + BLOCK).min(m);
             let block = sample.slice_axis(Axis(0), ndarray::Slice::from(*start..end));
-            let dots = block.dot(&sample.t());
-            (0..end - start)
-                .map(|offset| {
-                    let i = start + offset;
-                    let own = labels[ordered[i]];
-                    if counts[own] <= 1 {
-                        return 0.0;
+            // Row-major, so each row is one slice.
+            let mut distances = Array2::<f64>::zeros((end - start, m));
+            ndarray::linalg::general_mat_mul(1.0, &block, &sample.t(), 0.0, &mut distances);
+            for (offset, mut row) in distances.outer_iter_mut().enumerate() {
+                let i = start + offset;
+                dots_to_distances(
+                    row.as_slice_mut().expect("a row of a row-major array"),
+                    norms[i],
+                    &norms,
+                );
+                row[i] = 0.0;
+            }
+            let sums = distances.dot(&one_hot);
+            let mut values = Vec::with_capacity((end - start) * labelings.len());
+            for (offset, row_sums) in sums.outer_iter().enumerate() {
+                let row = rows[start + offset];
+                for ((labels, offset), k) in labelings.iter().zip(&offsets).zip(&ks) {
+                    let own = labels[row];
+                    let count = |c: usize| counts[offset + c];
+                    if count(own) <= 1 {
+                        values.push(0.0);
+                        continue;
                     }
-                    let dot_row = dots.row(offset);
-                    let mean_distance = |label: usize| -> f64 {
-                        let (lo, hi) = ranges[label];
-                        let mut sum = 0.0;
-                        for j in lo..hi {
-                            sum += (norms[i] + norms[j] - 2.0 * dot_row[j]).max(0.0).sqrt();
-                        }
-                        sum
-                    };
-                    // The row's distance to itself is ~0 (it is in its own range).
-                    let a = mean_distance(own) / (counts[own] - 1) as f64;
-                    let b = (0..k)
-                        .filter(|c| *c != own && counts[*c] > 0)
-                        .map(|c| mean_distance(c) / counts[c] as f64)
+                    let a = row_sums[offset + own] / (count(own) - 1) as f64;
+                    let b = (0..*k)
+                        .filter(|c| *c != own && count(*c) > 0)
+                        .map(|c| row_sums[offset + c] / count(c) as f64)
                         .fold(f64::INFINITY, f64::min);
-                    if !b.is_finite() {
-                        return 0.0;
-                    }
                     let denominator = a.max(b);
-                    if denominator > 0.0 {
+                    values.push(if b.is_finite() && denominator > 0.0 {
                         (b - a) / denominator
                     } else {
                         0.0
-                    }
-                })
-                .collect()
+                    });
+                }
+            }
+            values
         })
         .collect();
-    let total: f64 = per_block.iter().flatten().sum();
-    total / ordered.len().max(1) as f64
+    let mut totals = vec![0.0; labelings.len()];
+    for values in &per_block {
+        for (l, value) in values.iter().enumerate() {
+            totals[l % labelings.len().max(1)] += value;
+        }
+    }
+    totals.iter().map(|t| t / m.max(1) as f64).collect()
 }
 
 /// Calinski-Harabasz index.
@@ -247,6 +273,15 @@ pub struct Sweep {
     pub fits: Vec<Segmentation>,
 }
 
+/// Dot products of one row with every sample row, turned into Euclidean
+/// distances in place (vectorised for the CPU at hand).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx"))]
+fn dots_to_distances(row: &mut [f64], norm: f64, norms: &[f64]) {
+    for (value, other) in row.iter_mut().zip(norms) {
+        *value = (norm + other - 2.0 * *value).max(0.0).sqrt();
+    }
+}
+
 fn derived_seed(seed: u64, k: usize, stream: u64) -> u64 {
     seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03)
@@ -307,13 +342,24 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
         scores.push(KScore {
             k,
             inertia: fit.inertia,
-            silhouette: silhouette(x, labels, &silhouette_rows),
+            // Filled in below, for every k from one pass.
+            silhouette: f64::NAN,
             calinski_harabasz: calinski_harabasz(x, labels, fit.centroids.view()),
             davies_bouldin: davies_bouldin(x, labels, fit.centroids.view()),
             smallest_share: fit.sizes.iter().copied().min().unwrap_or(0) as f64 / n.max(1) as f64,
             stability,
         });
         fits.push(fit);
+    }
+    let labelings: Vec<&[usize]> = fits
+        .iter()
+        .map(|f| f.assignment.labels.as_slice())
+        .collect();
+    for (score, value) in scores
+        .iter_mut()
+        .zip(silhouettes(x, &labelings, &silhouette_rows))
+    {
+        score.silhouette = value;
     }
     Ok(Sweep { scores, fits })
 }
