@@ -458,7 +458,17 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data = staged.path().join("data");
     fs_err::create_dir(&data)?;
-    generator::generate(&params, &data).context("generation failed")?;
+    // Only the quarters the demo runs are written: the one before the last
+    // now, the last after the closed loop below (the simulation behind them
+    // runs through every quarter either way).
+    let n_periods = params.periods.len();
+    let world = generator::World::new(params.clone());
+    let world = if n_periods >= 2 {
+        world.only_period(n_periods - 2)
+    } else {
+        world
+    };
+    generator::generate_world(&world, &data).context("generation failed")?;
     // The quarter before the last first, so that the last quarter's run has a
     // previous run: stable ids, strata, migration and drift, as in production.
     let config = fs_err::read_to_string(data.join("segtune.toml"))?;
@@ -485,9 +495,18 @@ fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         // the last quarter's outcomes for that draw (the rest is unchanged).
         let draw = out.join("assignments_next.parquet");
         let world = generator::World::new(params.clone())
-            .with_override(generator::AssignmentOverride::read(&draw, &params, last)?);
+            .with_override(generator::AssignmentOverride::read(&draw, &params, last)?)
+            .only_period(n_periods - 1);
         let closed_loop = staged.path().join("data.closed-loop");
         generator::generate_world(&world, &closed_loop).context("generation failed")?;
+        // The quarter before the last from the first generation (its run's
+        // inputs), everything else from the closed loop.
+        for folder in ["periods", "truth"] {
+            fs_err::rename(
+                data.join(folder).join(before),
+                closed_loop.join(folder).join(before),
+            )?;
+        }
         fs_err::remove_dir_all(&data)?;
         fs_err::rename(&closed_loop, &data)?;
         previous_run = Some(out);

@@ -31,7 +31,7 @@ pub fn for_people(
     segments.sort_by_key(|s| s.id);
     let _ = writeln!(
         out,
-        "segtune demo: {} partners over {} periods generated, {} evaluated, weights proposed for {} ({seconds:.1} s)\n",
+        "segtune demo: {} partners simulated over {} periods (the last two written), {} evaluated, weights proposed for {} ({seconds:.1} s)\n",
         thousands(params.n_partners),
         params.n_periods,
         summary.evaluated_period,

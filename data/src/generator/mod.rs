@@ -313,7 +313,7 @@ fn arrow_cast_utf8(array: &arrow_array::ArrayRef) -> Option<arrow_array::ArrayRe
 pub struct World {
     params: GeneratorValidParams,
     overrides: Vec<AssignmentOverride>,
-    only_period: Option<usize>,
+    only_periods: Option<Vec<usize>>,
     shock: Option<Shock>,
 }
 
@@ -346,7 +346,7 @@ impl World {
         Self {
             params,
             overrides: Vec::new(),
-            only_period: None,
+            only_periods: None,
             shock: None,
         }
     }
@@ -361,8 +361,14 @@ impl World {
 
     /// The same world, writing only the tables of `period` (the truth
     /// tables still cover every period): what a closed loop needs each step.
-    pub fn only_period(mut self, period: usize) -> Self {
-        self.only_period = Some(period);
+    pub fn only_period(self, period: usize) -> Self {
+        self.only_periods(&[period])
+    }
+
+    /// The same world, writing the tables of these periods only (the
+    /// simulation still runs through every period).
+    pub fn only_periods(mut self, periods: &[usize]) -> Self {
+        self.only_periods = Some(periods.to_vec());
         self
     }
 
@@ -399,7 +405,9 @@ impl World {
 
     /// Whether the tables of `period` are written.
     pub(crate) fn writes(&self, period: usize) -> bool {
-        self.only_period.is_none_or(|p| p == period)
+        self.only_periods
+            .as_ref()
+            .is_none_or(|periods| periods.contains(&period))
     }
 
     /// Every partner in `period`'s draw with its archetype and the true
@@ -470,7 +478,7 @@ pub fn generate_world(world: &World, out_dir: &Path) -> Result<GenerateSummary> 
     let n_slots = total_slots(params.n_partners, params.n_periods);
     let n_parts = n_slots.div_ceil(params.part_rows);
     let layout = write::Layout::new(out_dir, &params.periods, n_parts);
-    layout.create_dirs()?;
+    layout.create_dirs(|period| world.writes(period))?;
     let chunk_truths = (0..n_parts)
         .into_par_iter()
         .map(|part| {

@@ -57,8 +57,8 @@ impl Layout {
         }
     }
 
-    pub(crate) fn create_dirs(&self) -> Result<()> {
-        for period in 0..self.periods.len() {
+    pub(crate) fn create_dirs(&self, writes: impl Fn(usize) -> bool) -> Result<()> {
+        for period in (0..self.periods.len()).filter(|p| writes(*p)) {
             for (truth, table) in [
                 (false, "partners"),
                 (false, "assignments"),
