@@ -232,6 +232,24 @@ pub fn table(candidates: &[KCandidate]) -> String {
     out
 }
 
+/// The k sweep's parameters from the run settings.
+pub fn sweep_params(settings: &RunSettings) -> SweepParams {
+    let config = &settings.segments;
+    SweepParams {
+        ks: match config.k {
+            Some(k) => vec![k],
+            None => (config.k_min..=config.k_max).collect(),
+        },
+        n_runs: config.restarts,
+        max_n_iterations: config.max_iterations,
+        tolerance: config.tolerance,
+        seed: settings.seed,
+        silhouette_sample: config.silhouette_sample,
+        n_bootstrap: config.bootstrap,
+        bootstrap_size: config.bootstrap_size,
+    }
+}
+
 /// Segments the partners: sweeps k (or uses the fixed k), chooses by the
 /// documented rule, and gives the segments ids and names.
 pub fn segment(
@@ -244,20 +262,8 @@ pub fn segment(
     settings: &RunSettings,
 ) -> anyhow::Result<Segments> {
     let config = &settings.segments;
-    let ks: Vec<usize> = match config.k {
-        Some(k) => vec![k],
-        None => (config.k_min..=config.k_max).collect(),
-    };
-    let sweep_params = SweepParams {
-        ks: ks.clone(),
-        n_runs: config.restarts,
-        max_n_iterations: config.max_iterations,
-        tolerance: config.tolerance,
-        seed: settings.seed,
-        silhouette_sample: config.silhouette_sample,
-        n_bootstrap: config.bootstrap,
-        bootstrap_size: config.bootstrap_size,
-    };
+    let sweep_params = sweep_params(settings);
+    let ks = sweep_params.ks.clone();
     let swept = sweep(features.matrix.view(), &sweep_params).context("k-means failed")?;
     let gates = Gates {
         min_share: config.min_share,
