@@ -18,8 +18,6 @@
 //! Rule (documented in the README): among the k whose smallest share and
 //! stability pass their gates, the best silhouette; ties to the smaller k.
 
-use std::collections::HashMap;
-
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -31,26 +29,29 @@ use super::lloyd::{kmeans_plus_plus, lloyd};
 use super::{Segmentation, SegmentationError};
 
 /// Adjusted Rand index of two labellings of the same rows (1 = identical partitions).
+///
+/// The contingency table is dense (labels are small segment indices); its
+/// pair counts are integers, exact in f64, so the order of summing does not
+/// matter.
 pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
     let n = a.len() as f64;
     let comb2 = |x: f64| x * (x - 1.0) / 2.0;
-    let mut table: HashMap<(usize, usize), f64> = HashMap::new();
-    let mut rows: HashMap<usize, f64> = HashMap::new();
-    let mut columns: HashMap<usize, f64> = HashMap::new();
+    let (ka, kb) = (
+        a.iter().max().map_or(0, |m| m + 1),
+        b.iter().max().map_or(0, |m| m + 1),
+    );
+    let mut table = vec![0.0f64; ka * kb];
     for (x, y) in a.iter().zip(b) {
-        *table.entry((*x, *y)).or_default() += 1.0;
-        *rows.entry(*x).or_default() += 1.0;
-        *columns.entry(*y).or_default() += 1.0;
+        table[x * kb + y] += 1.0;
     }
-    // Sum in a fixed order so the result does not depend on hashing.
-    let sorted_sum = |values: Vec<f64>| {
-        let mut values = values;
-        values.sort_by(f64::total_cmp);
-        values.into_iter().sum::<f64>()
-    };
-    let index = sorted_sum(table.values().map(|v| comb2(*v)).collect());
-    let sum_rows = sorted_sum(rows.values().map(|v| comb2(*v)).collect());
-    let sum_columns = sorted_sum(columns.values().map(|v| comb2(*v)).collect());
+    let rows = table
+        .chunks_exact(kb.max(1))
+        .map(|row| comb2(row.iter().sum()));
+    let sum_rows: f64 = rows.sum();
+    let sum_columns: f64 = (0..kb)
+        .map(|y| comb2((0..ka).map(|x| table[x * kb + y]).sum()))
+        .sum();
+    let index: f64 = table.iter().map(|v| comb2(*v)).sum();
     let expected = sum_rows * sum_columns / comb2(n);
     let maximum = (sum_rows + sum_columns) / 2.0;
     if maximum == expected {
