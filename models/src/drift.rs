@@ -39,9 +39,8 @@ fn shares(edges: &[f64], values: &[f64]) -> Vec<f64> {
 impl DriftReference {
     /// Decile bins of `values` (NaN: missing).
     pub fn fit(feature: &str, values: &[f64]) -> Self {
-        let mut edges: Vec<f64> = (1..10)
-            .filter_map(|d| crate::features::quantile(values, f64::from(d) / 10.0))
-            .collect();
+        let deciles: Vec<f64> = (1..10).map(|d| f64::from(d) / 10.0).collect();
+        let mut edges = crate::features::quantiles(values, &deciles);
         edges.dedup();
         let shares = shares(&edges, values);
         Self {

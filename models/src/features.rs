@@ -174,12 +174,18 @@ pub fn median(values: &[f64]) -> Option<f64> {
 
 /// The `q` quantile of the non-NaN values, linearly interpolated (numpy's default).
 pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    quantiles(values, &[q]).pop()
+}
+
+/// Several quantiles of the non-NaN values from one sort (empty when every
+/// value is missing).
+pub fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
     let mut present: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     if present.is_empty() {
-        return None;
+        return Vec::new();
     }
-    present.sort_by(f64::total_cmp);
-    Some(sorted_quantile(&present, q))
+    present.sort_unstable_by(f64::total_cmp);
+    qs.iter().map(|q| sorted_quantile(&present, *q)).collect()
 }
 
 fn sorted_quantile(sorted: &[f64], q: f64) -> f64 {

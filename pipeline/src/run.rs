@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use rayon::prelude::*;
 
 use crate::config::RunSettings;
 use crate::evaluate::{evaluate, Evaluation, LiftRow};
@@ -250,7 +251,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 "transform": features.transform,
                 "kmeans_segment_ids": segments.segments.iter().filter(|s| s.source == crate::segment::SOURCE_KMEANS).map(|s| s.id).collect::<Vec<_>>(),
                 "centroids": segments.centroids.outer_iter().map(|row| row.to_vec()).collect::<Vec<_>>(),
-                "drift_reference": inputs.partners.numeric.iter().map(|c| segtune_models::drift::DriftReference::fit(&c.name, &c.values)).collect::<Vec<_>>(),
+                "drift_reference": inputs.partners.numeric.par_iter().map(|c| segtune_models::drift::DriftReference::fit(&c.name, &c.values)).collect::<Vec<_>>(),
             });
             outputs::write_json(&dir.join("model.json"), &model)
         })?;
