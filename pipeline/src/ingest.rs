@@ -11,7 +11,7 @@
 //! That is safe only because a NaN in the input is refused here; downstream
 //! code may rely on "NaN means missing".
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
 use segtune_data::schema::{is_numeric, is_text, COST, PARTNER_ID, SCHEME_ID, SEGMENT_ID};
 use segtune_data::{PartnerId, SchemeId};
 
@@ -278,180 +279,207 @@ fn type_name(data_type: &DataType) -> String {
     format!("{data_type}")
 }
 
+/// One part file, decoded: its schema, rows and the wanted columns cast to
+/// Float64 or Utf8, or the problems found in it.
+struct DecodedFile {
+    schema: Option<Arc<Schema>>,
+    rows: usize,
+    columns: Vec<(String, ArrayRef)>,
+    problems: Vec<Problem>,
+}
+
+/// Checks one file's columns against the specs and decodes the wanted ones.
+fn decode_file(file: &Path, specs: &[ColumnSpec]) -> DecodedFile {
+    let mut out = DecodedFile {
+        schema: None,
+        rows: 0,
+        columns: Vec::new(),
+        problems: Vec::new(),
+    };
+    let problem = |column: Option<&str>, message: String| Problem {
+        file: file.to_path_buf(),
+        column: column.map(str::to_string),
+        row: None,
+        partner_id: None,
+        message,
+    };
+    let handle = match std::fs::File::open(file) {
+        Ok(handle) => handle,
+        Err(error) => {
+            out.problems
+                .push(problem(None, format!("cannot be opened: {error}")));
+            return out;
+        }
+    };
+    let builder = match ParquetRecordBatchReaderBuilder::try_new(handle) {
+        Ok(builder) => builder,
+        Err(error) => {
+            out.problems.push(problem(
+                None,
+                format!("is not a readable Parquet file (not Parquet, or truncated): {error}"),
+            ));
+            return out;
+        }
+    };
+    let schema = builder.schema().clone();
+    out.schema = Some(schema.clone());
+    let mut indices = Vec::new();
+    for spec in specs {
+        match schema.index_of(&spec.name) {
+            Err(_) => {
+                if spec.required {
+                    out.problems
+                        .push(problem(Some(&spec.name), "column is missing".into()));
+                }
+            }
+            Ok(index) => {
+                let data_type = schema.field(index).data_type();
+                let fits = match spec.role {
+                    Role::Key | Role::Text => is_text(data_type),
+                    Role::Numeric => is_numeric(data_type),
+                };
+                if fits {
+                    indices.push(index);
+                } else {
+                    let wanted = match spec.role {
+                        Role::Key | Role::Text => "text (Utf8)",
+                        Role::Numeric => "numeric (an Arrow integer or floating type)",
+                    };
+                    out.problems.push(problem(
+                        Some(&spec.name),
+                        format!(
+                            "wrong type: {} where {wanted} is expected",
+                            type_name(data_type)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if !out.problems.is_empty() {
+        return out;
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+    let reader = match builder.with_projection(mask).build() {
+        Ok(reader) => reader,
+        Err(error) => {
+            out.problems
+                .push(problem(None, format!("cannot be decoded: {error}")));
+            return out;
+        }
+    };
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for batch in reader {
+        match batch {
+            Ok(batch) => {
+                out.rows += batch.num_rows();
+                batches.push(batch);
+            }
+            Err(error) => {
+                out.problems.push(problem(
+                    None,
+                    format!(
+                        "cannot be decoded (truncated or corrupt?) after row {}: {error}",
+                        out.rows
+                    ),
+                ));
+                return out;
+            }
+        }
+    }
+    for batch in &batches {
+        for spec in specs {
+            let Some(array) = batch.column_by_name(&spec.name) else {
+                continue;
+            };
+            let target = if spec.role == Role::Numeric {
+                DataType::Float64
+            } else {
+                DataType::Utf8
+            };
+            match arrow_cast::cast(array, &target) {
+                Ok(cast) => out.columns.push((spec.name.clone(), cast)),
+                Err(error) => out.problems.push(problem(
+                    Some(&spec.name),
+                    format!("cannot be read as {target}: {error}"),
+                )),
+            }
+        }
+    }
+    out
+}
+
 /// Reads one table: checks the files, their schemas and the columns' types,
-/// and decodes only the wanted columns.
+/// and decodes only the wanted columns. Part files are decoded in parallel
+/// and combined in file order (problems too), so the table and the messages
+/// do not depend on the number of threads.
 fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) -> Option<RawTable> {
     let files = list_files(path, problems);
     if files.is_empty() {
         return None;
     }
+    let decoded: Vec<DecodedFile> = files
+        .par_iter()
+        .map(|file| decode_file(file, specs))
+        .collect();
     let mut table = RawTable {
         files: files.clone(),
         file_rows: Vec::new(),
         columns: HashMap::new(),
         n_rows: 0,
     };
-    let mut first_schema: Option<(PathBuf, Arc<Schema>)> = None;
+    let mut first_schema: Option<(&PathBuf, Arc<Schema>)> = None;
     let mut ok = true;
-    for file in &files {
-        let problem = |column: Option<&str>, message: String| Problem {
+    for (file, decoded) in files.iter().zip(decoded) {
+        let problem = |column: &str, message: String| Problem {
             file: file.clone(),
-            column: column.map(str::to_string),
+            column: Some(column.to_string()),
             row: None,
             partner_id: None,
             message,
         };
-        let handle = match std::fs::File::open(file) {
-            Ok(handle) => handle,
-            Err(error) => {
-                problems.push(problem(None, format!("cannot be opened: {error}")));
-                ok = false;
-                continue;
-            }
-        };
-        let builder = match ParquetRecordBatchReaderBuilder::try_new(handle) {
-            Ok(builder) => builder,
-            Err(error) => {
-                problems.push(problem(
-                    None,
-                    format!("is not a readable Parquet file (not Parquet, or truncated): {error}"),
-                ));
-                ok = false;
-                continue;
-            }
-        };
-        let schema = builder.schema().clone();
-        if let Some((first_file, first)) = &first_schema {
-            for field in first.fields() {
-                match schema.field_with_name(field.name()) {
-                    Err(_) => problems.push(problem(
-                        Some(field.name()),
-                        format!("part files have conflicting schemas: the column is in `{}` but not in this file", first_file.display()),
-                    )),
-                    Ok(other) if other.data_type() != field.data_type() => problems.push(problem(
-                        Some(field.name()),
-                        format!(
-                            "part files have conflicting schemas: {} here, {} in `{}`",
-                            type_name(other.data_type()),
-                            type_name(field.data_type()),
-                            first_file.display()
-                        ),
-                    )),
-                    Ok(_) => {}
-                }
-            }
-            for field in schema.fields() {
-                if first.field_with_name(field.name()).is_err() {
-                    problems.push(problem(
-                        Some(field.name()),
-                        format!("part files have conflicting schemas: the column is in this file but not in `{}`", first_file.display()),
-                    ));
-                }
-            }
-        } else {
-            first_schema = Some((file.clone(), schema.clone()));
-        }
-        let mut indices = Vec::new();
-        let mut file_ok = true;
-        for spec in specs {
-            match schema.index_of(&spec.name) {
-                Err(_) => {
-                    if spec.required {
-                        problems.push(problem(Some(&spec.name), "column is missing".into()));
-                        file_ok = false;
-                    }
-                }
-                Ok(index) => {
-                    let data_type = schema.field(index).data_type();
-                    let fits = match spec.role {
-                        Role::Key | Role::Text => is_text(data_type),
-                        Role::Numeric => is_numeric(data_type),
-                    };
-                    if !fits {
-                        let wanted = match spec.role {
-                            Role::Key | Role::Text => "text (Utf8)",
-                            Role::Numeric => "numeric (an Arrow integer or floating type)",
-                        };
-                        problems.push(problem(
-                            Some(&spec.name),
+        if let Some(schema) = &decoded.schema {
+            if let Some((first_file, first)) = &first_schema {
+                for field in first.fields() {
+                    match schema.field_with_name(field.name()) {
+                        Err(_) => problems.push(problem(
+                            field.name(),
+                            format!("part files have conflicting schemas: the column is in `{}` but not in this file", first_file.display()),
+                        )),
+                        Ok(other) if other.data_type() != field.data_type() => problems.push(problem(
+                            field.name(),
                             format!(
-                                "wrong type: {} where {wanted} is expected",
-                                type_name(data_type)
+                                "part files have conflicting schemas: {} here, {} in `{}`",
+                                type_name(other.data_type()),
+                                type_name(field.data_type()),
+                                first_file.display()
                             ),
-                        ));
-                        file_ok = false;
-                    } else {
-                        indices.push(index);
+                        )),
+                        Ok(_) => {}
                     }
                 }
-            }
-        }
-        if !file_ok {
-            ok = false;
-            continue;
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
-        let reader = match builder.with_projection(mask).build() {
-            Ok(reader) => reader,
-            Err(error) => {
-                problems.push(problem(None, format!("cannot be decoded: {error}")));
-                ok = false;
-                continue;
-            }
-        };
-        let mut rows = 0usize;
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        let mut decode_failed = false;
-        for batch in reader {
-            match batch {
-                Ok(batch) => {
-                    rows += batch.num_rows();
-                    batches.push(batch);
-                }
-                Err(error) => {
-                    problems.push(problem(
-                        None,
-                        format!(
-                            "cannot be decoded (truncated or corrupt?) after row {rows}: {error}"
-                        ),
-                    ));
-                    decode_failed = true;
-                    break;
-                }
-            }
-        }
-        if decode_failed {
-            ok = false;
-            continue;
-        }
-        for batch in &batches {
-            for spec in specs {
-                let Some(array) = batch.column_by_name(&spec.name) else {
-                    continue;
-                };
-                let target = if spec.role == Role::Numeric {
-                    DataType::Float64
-                } else {
-                    DataType::Utf8
-                };
-                match arrow_cast::cast(array, &target) {
-                    Ok(cast) => table
-                        .columns
-                        .entry(spec.name.clone())
-                        .or_default()
-                        .push(cast),
-                    Err(error) => {
+                for field in schema.fields() {
+                    if first.field_with_name(field.name()).is_err() {
                         problems.push(problem(
-                            Some(&spec.name),
-                            format!("cannot be read as {target}: {error}"),
+                            field.name(),
+                            format!("part files have conflicting schemas: the column is in this file but not in `{}`", first_file.display()),
                         ));
-                        ok = false;
                     }
                 }
+            } else {
+                first_schema = Some((file, schema.clone()));
             }
         }
-        table.file_rows.push((file.clone(), rows));
-        table.n_rows += rows;
+        if !decoded.problems.is_empty() {
+            problems.extend(decoded.problems);
+            ok = false;
+            continue;
+        }
+        for (name, array) in decoded.columns {
+            table.columns.entry(name).or_default().push(array);
+        }
+        table.file_rows.push((file.clone(), decoded.rows));
+        table.n_rows += decoded.rows;
     }
     if !ok {
         return None;
@@ -551,14 +579,10 @@ fn check_numeric(
 }
 
 fn categorical(name: &str, values: Vec<Option<&str>>) -> CategoricalColumn {
-    let mut levels: Vec<String> = values
-        .iter()
-        .flatten()
-        .map(|s| (*s).to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    levels.shrink_to_fit();
+    // Distinct values first (no string per row), then sorted.
+    let distinct: std::collections::HashSet<&str> = values.iter().flatten().copied().collect();
+    let mut levels: Vec<String> = distinct.into_iter().map(str::to_string).collect();
+    levels.sort_unstable();
     let index: HashMap<&str, u32> = levels
         .iter()
         .enumerate()
@@ -568,6 +592,7 @@ fn categorical(name: &str, values: Vec<Option<&str>>) -> CategoricalColumn {
         .iter()
         .map(|v| v.and_then(|s| index.get(s).copied()))
         .collect();
+    drop(index);
     CategoricalColumn {
         name: name.to_string(),
         codes,
@@ -981,6 +1006,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
                 .collect::<Vec<u32>>(),
         )
     });
+    drop(index);
     match partners {
         Some(partners) if problems.is_empty() => {
             let mut strategic = vec![false; partners.ids.len()];
