@@ -16,6 +16,7 @@
 //! of whatever rows are given.
 
 use ndarray::Array2;
+use rayon::prelude::*;
 
 /// Quantiles kept to apply a rank transform to new rows.
 pub const RANK_GRID: usize = 1001;
@@ -234,6 +235,97 @@ impl ColumnTransform {
     }
 }
 
+/// Fits one numeric column: its transform's parameters, the median that
+/// imputes it, and its centre and scale.
+fn fit_column(
+    spec: &ColumnSpec,
+    rows: usize,
+    options: TransformOptions,
+) -> Result<ColumnTransform, FeatureError> {
+    if spec.values.len() != rows {
+        return Err(FeatureError::Shape(format!(
+            "column `{}` has {} rows, expected {rows}",
+            spec.name,
+            spec.values.len()
+        )));
+    }
+    let parameter = |message: String| FeatureError::Parameter {
+        column: spec.name.to_string(),
+        message,
+    };
+    if !spec.weight.is_finite() || spec.weight < 0.0 {
+        return Err(parameter(format!(
+            "weight must be finite and >= 0, got {}",
+            spec.weight
+        )));
+    }
+    let mut present: Vec<f64> = spec
+        .values
+        .iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .collect();
+    if present.is_empty() {
+        return Err(FeatureError::AllMissing(spec.name.to_string()));
+    }
+    present.sort_unstable_by(f64::total_cmp);
+    let mut column = ColumnTransform {
+        name: spec.name.to_string(),
+        transform: spec.transform,
+        clip: None,
+        grid: Vec::new(),
+        median: 0.0,
+        centre: 0.0,
+        scale: 1.0,
+        weight: spec.weight,
+        missing_indicator: options.missing_indicators && present.len() < rows,
+    };
+    match spec.transform {
+        Transform::Winsorise { low, high } => {
+            if !(0.0..=1.0).contains(&low) || !(0.0..=1.0).contains(&high) || low >= high {
+                return Err(parameter(format!(
+                    "winsorise quantiles must satisfy 0 <= low < high <= 1, got {low} and {high}"
+                )));
+            }
+            column.clip = Some((
+                sorted_quantile(&present, low),
+                sorted_quantile(&present, high),
+            ));
+        }
+        Transform::Rank => {
+            column.grid = (0..RANK_GRID)
+                .map(|i| sorted_quantile(&present, i as f64 / (RANK_GRID - 1) as f64))
+                .collect();
+        }
+        Transform::None | Transform::Log1p => {}
+    }
+    let transformed: Vec<f64> = spec.values.iter().map(|v| column.transform(*v)).collect();
+    column.median = median(&transformed).unwrap_or(0.0);
+    let imputed: Vec<f64> = transformed
+        .iter()
+        .map(|v| if v.is_nan() { column.median } else { *v })
+        .collect();
+    let (centre, scale) = match options.scaling {
+        Scaling::Standard => {
+            let mean = imputed.iter().sum::<f64>() / rows as f64;
+            let variance =
+                imputed.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / rows as f64;
+            (mean, variance.sqrt())
+        }
+        Scaling::Robust => {
+            let mut sorted = imputed.clone();
+            sorted.sort_by(f64::total_cmp);
+            (
+                sorted_quantile(&sorted, 0.5),
+                sorted_quantile(&sorted, 0.75) - sorted_quantile(&sorted, 0.25),
+            )
+        }
+    };
+    column.centre = centre;
+    column.scale = if scale > 0.0 { scale } else { 1.0 };
+    Ok(column)
+}
+
 impl FeatureTransform {
     /// Fits on numeric columns of equal length (and optional one-hot groups).
     pub fn fit(
@@ -248,89 +340,14 @@ impl FeatureTransform {
                 columns: columns.len(),
             });
         }
-        let mut fitted = Vec::with_capacity(columns.len());
-        for spec in columns {
-            if spec.values.len() != rows {
-                return Err(FeatureError::Shape(format!(
-                    "column `{}` has {} rows, expected {rows}",
-                    spec.name,
-                    spec.values.len()
-                )));
-            }
-            let parameter = |message: String| FeatureError::Parameter {
-                column: spec.name.to_string(),
-                message,
-            };
-            if !spec.weight.is_finite() || spec.weight < 0.0 {
-                return Err(parameter(format!(
-                    "weight must be finite and >= 0, got {}",
-                    spec.weight
-                )));
-            }
-            let mut present: Vec<f64> = spec
-                .values
-                .iter()
-                .copied()
-                .filter(|v| !v.is_nan())
-                .collect();
-            if present.is_empty() {
-                return Err(FeatureError::AllMissing(spec.name.to_string()));
-            }
-            present.sort_by(f64::total_cmp);
-            let mut column = ColumnTransform {
-                name: spec.name.to_string(),
-                transform: spec.transform,
-                clip: None,
-                grid: Vec::new(),
-                median: 0.0,
-                centre: 0.0,
-                scale: 1.0,
-                weight: spec.weight,
-                missing_indicator: options.missing_indicators && present.len() < rows,
-            };
-            match spec.transform {
-                Transform::Winsorise { low, high } => {
-                    if !(0.0..=1.0).contains(&low) || !(0.0..=1.0).contains(&high) || low >= high {
-                        return Err(parameter(format!("winsorise quantiles must satisfy 0 <= low < high <= 1, got {low} and {high}")));
-                    }
-                    column.clip = Some((
-                        sorted_quantile(&present, low),
-                        sorted_quantile(&present, high),
-                    ));
-                }
-                Transform::Rank => {
-                    column.grid = (0..RANK_GRID)
-                        .map(|i| sorted_quantile(&present, i as f64 / (RANK_GRID - 1) as f64))
-                        .collect();
-                }
-                Transform::None | Transform::Log1p => {}
-            }
-            let transformed: Vec<f64> = spec.values.iter().map(|v| column.transform(*v)).collect();
-            column.median = median(&transformed).unwrap_or(0.0);
-            let imputed: Vec<f64> = transformed
-                .iter()
-                .map(|v| if v.is_nan() { column.median } else { *v })
-                .collect();
-            let (centre, scale) = match options.scaling {
-                Scaling::Standard => {
-                    let mean = imputed.iter().sum::<f64>() / rows as f64;
-                    let variance =
-                        imputed.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / rows as f64;
-                    (mean, variance.sqrt())
-                }
-                Scaling::Robust => {
-                    let mut sorted = imputed.clone();
-                    sorted.sort_by(f64::total_cmp);
-                    (
-                        sorted_quantile(&sorted, 0.5),
-                        sorted_quantile(&sorted, 0.75) - sorted_quantile(&sorted, 0.25),
-                    )
-                }
-            };
-            column.centre = centre;
-            column.scale = if scale > 0.0 { scale } else { 1.0 };
-            fitted.push(column);
-        }
+        // Columns are fitted in parallel; the first failing column (in
+        // order) is the error reported.
+        let fitted = columns
+            .par_iter()
+            .map(|spec| fit_column(spec, rows, options))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let mut one_hot = Vec::with_capacity(categorical.len());
         for spec in categorical {
             if spec.values.len() != rows {
@@ -346,11 +363,13 @@ impl FeatureTransform {
                     message: format!("weight must be finite and >= 0, got {}", spec.weight),
                 });
             }
-            let levels: std::collections::BTreeSet<&str> =
+            let distinct: std::collections::HashSet<&str> =
                 spec.values.iter().flatten().copied().collect();
+            let mut levels: Vec<String> = distinct.into_iter().map(str::to_string).collect();
+            levels.sort_unstable();
             one_hot.push(OneHot {
                 name: spec.name.to_string(),
-                levels: levels.into_iter().map(str::to_string).collect(),
+                levels,
                 weight: spec.weight,
             });
         }
