@@ -14,7 +14,8 @@
 //! - **floor**: a rayon sum over 1 GiB of f64, the machine's read
 //!   bandwidth; one pass over the matrix at that bandwidth is the floor of
 //!   one iteration;
-//! - **scikit-learn**: `KMeans(init=<the same centres>, n_init=1, tol=0,
+//! - **scikit-learn**: `kmeans_plusplus` timed the same way, and
+//!   `KMeans(init=<the same centres>, n_init=1, tol=0,
 //!   algorithm="lloyd")` at `max_iter` 1 and `1 + iterations`, the same
 //!   difference, on the same number of threads (threadpoolctl), and the
 //!   final inertia of both for agreement (scikit-learn stops early when no
@@ -116,7 +117,7 @@ import json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
 import sklearn
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 x_path, c_path, rows, features, k, iterations, repeats, threads = sys.argv[1:9]
 rows, features, k, iterations, repeats, threads = map(int, (rows, features, k, iterations, repeats, threads))
 x = np.fromfile(x_path, dtype="<f8").reshape(rows, features)
@@ -126,15 +127,18 @@ def fit(max_iter):
     start = time.perf_counter()
     model.fit(x)
     return time.perf_counter() - start, model
-one, many, n_iter, inertia = [], [], None, None
+one, many, init, n_iter, inertia = [], [], [], None, None
 with threadpool_limits(limits=threads):
     fit(1)  # warm-up
-    for _ in range(repeats):
+    for seed in range(repeats):
+        start = time.perf_counter()
+        kmeans_plusplus(x, k, random_state=seed)
+        init.append(time.perf_counter() - start)
         t1, _ = fit(1)
         tn, model = fit(1 + iterations)
         one.append(t1); many.append(tn)
         n_iter, inertia = int(model.n_iter_), float(model.inertia_)
-print(json.dumps({"one": one, "many": many, "n_iter": n_iter, "inertia": inertia,
+print(json.dumps({"one": one, "many": many, "init": init, "n_iter": n_iter, "inertia": inertia,
                   "version": sklearn.__version__, "threads": threads}))
 "#;
 
@@ -248,6 +252,7 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             Some(serde_json::json!({
                 "version": value["version"],
+                "init_s": median(&mut seconds("init")),
                 "per_iteration_s": median(&mut per_iteration),
                 "n_iter": n_iter,
                 "inertia": value["inertia"],
@@ -302,6 +307,12 @@ fn main() -> anyhow::Result<()> {
             ms(theirs)
         );
         println!("| segtune / scikit-learn | {:.2} |", iteration / theirs);
+        let their_init = sk["init_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| scikit-learn k-means++ init | {} (segtune / scikit-learn {:.2}) |",
+            ms(their_init),
+            init / their_init
+        );
         let their_inertia = sk["inertia"].as_f64().unwrap_or(f64::NAN);
         println!(
             "| inertia, segtune vs scikit-learn | {:.6e} vs {:.6e} |",
