@@ -89,7 +89,8 @@ def busy_cpu_seconds() -> float | None:
     except (OSError, IndexError):
         return None
     user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    steal = int(fields[7]) if len(fields) > 7 else 0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_idle(max_wait: float, threshold: float = 0.10, quiet_s: int = 3) -> float:
@@ -376,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="a generated program to reuse (generated there when it has no segtune.toml)")
     parser.add_argument("--no-build", action="store_true", help="use target/release/segtune as it is")
     parser.add_argument("--no-agreement", action="store_true", help="skip the lift agreement check")
-    parser.add_argument("--max-others", type=float, default=0.15,
-                        help="a run during which other processes used more than this share of the cores is discarded and re-run (default 0.15)")
+    parser.add_argument("--max-others", type=float, default=0.05,
+                        help="a run during which other processes (or steal) used more than this share of the cores is discarded and re-run (default 0.05: OpenMP suffers badly from a neighbour)")
     parser.add_argument("--retries", type=int, default=3, help="re-runs of a busy run before its figures are kept anyway (default 3)")
     parser.add_argument("--max-wait-idle", type=float, default=120.0,
                         help="before each run, wait up to this many seconds for other processes to leave the cores (default 120; 0: no wait)")

@@ -97,13 +97,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
+import sklearn
 from sklearn.cluster import KMeans
 from sklearn.metrics import (
     adjusted_rand_score,
     calinski_harabasz_score,
     davies_bouldin_score,
+    pairwise_distances,
     silhouette_score,
 )
+from sklearn.utils import check_random_state
 from sklearn.preprocessing import RobustScaler, StandardScaler
 from threadpoolctl import threadpool_limits
 
@@ -335,7 +338,10 @@ def ingest(settings: Settings) -> Inputs:
     known = set(numeric) | set(settings.categorical)
     ruled = set().union(*(condition_columns(r.condition) for r in settings.rules)) & known
     wanted = ["partner_id", *numeric]
-    wanted += [c for c in [settings.revenue, *sorted(ruled), *settings.one_hot] if c not in wanted]
+    # Every configured categorical column is read, as segtune reads them.
+    wanted += [
+        c for c in [settings.revenue, *sorted(ruled), *settings.one_hot, *settings.categorical] if c not in wanted
+    ]
     partners = pq.read_table(settings.partners, columns=wanted).to_pandas()
     numeric_set = set(numeric) | {settings.revenue}
     for column in numeric_set & set(partners.columns):
@@ -450,7 +456,16 @@ def sweep(settings: Settings, x: np.ndarray) -> tuple[list[KScore], list[KMeans]
     """Fits and scores every candidate k."""
     n = x.shape[0]
     ks = [settings.k_fixed] if settings.k_fixed else list(range(settings.k_min, settings.k_max + 1))
-    sample_size = settings.silhouette_sample if n > settings.silhouette_sample else None
+    # The silhouette sample's distances once for every k (the rows
+    # silhouette_score(sample_size=..., random_state=seed) would draw), in
+    # blocks of 128 MB of working memory (review: computing them per k cost
+    # about 3 s, scikit-learn's 1 GB default working memory most of the peak).
+    if n > settings.silhouette_sample:
+        sample_rows = check_random_state(settings.seed).permutation(n)[: settings.silhouette_sample]
+    else:
+        sample_rows = np.arange(n)
+    with sklearn.config_context(working_memory=128):
+        sample_distances = pairwise_distances(x[sample_rows])
     size = min(settings.bootstrap_size, n)
     scores: list[KScore] = []
     fits: list[KMeans] = []
@@ -485,7 +500,7 @@ def sweep(settings: Settings, x: np.ndarray) -> tuple[list[KScore], list[KMeans]
                 k=k,
                 inertia=float(fit.inertia_),
                 # The same seed gives the same sample rows for every k.
-                silhouette=float(silhouette_score(x, labels, sample_size=sample_size, random_state=settings.seed)),
+                silhouette=float(silhouette_score(sample_distances, labels[sample_rows], metric="precomputed")),
                 calinski_harabasz=float(calinski_harabasz_score(x, labels)),
                 davies_bouldin=float(davies_bouldin_score(x, labels)),
                 smallest_share=float(sizes.min() / n),
