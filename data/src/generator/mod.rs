@@ -494,7 +494,7 @@ pub fn generate_world(world: &World, out_dir: &Path) -> Result<GenerateSummary> 
             acc
         },
     );
-    write::write_truth_tables(params, &layout, &truth)?;
+    write::write_truth_tables(world, &layout, &truth)?;
     let config = write::write_config_and_manifest(params, &layout, n_parts)?;
     Ok(GenerateSummary {
         out_dir: out_dir.to_path_buf(),
@@ -525,5 +525,5 @@ pub fn truth_table(params: &GeneratorValidParams) -> Vec<TruthCell> {
             acc
         },
     );
-    truth.cells(params)
+    truth.cells(params, |_| true)
 }

@@ -134,9 +134,17 @@ impl TruthAccumulator {
     }
 
     /// One row per period, archetype and scheme.
-    pub(crate) fn cells(&self, params: &GeneratorValidParams) -> Vec<TruthCell> {
+    /// The truth cells of the periods `included` keeps.
+    pub(crate) fn cells(
+        &self,
+        params: &GeneratorValidParams,
+        included: impl Fn(usize) -> bool,
+    ) -> Vec<TruthCell> {
         let mut cells = Vec::new();
         for (period, label) in params.periods.iter().enumerate() {
+            if !included(period) {
+                continue;
+            }
             for archetype in Archetype::ALL {
                 let [n, sum, sum_sq, sum_multiplier] = self.population[period][archetype.index()];
                 let mean = if n > 0.0 { sum / n } else { 0.0 };
@@ -466,10 +474,13 @@ pub(crate) fn write_chunk(
     slots: Vec<SlotHistory>,
 ) -> Result<TruthAccumulator> {
     let mut acc = TruthAccumulator::new(world.params().n_periods);
-    for period in 0..world.params().n_periods {
+    // A period that is not written is not generated either: its truth too
+    // is left out (the demo and the closed loop generate one period at a
+    // time, and would otherwise simulate every period each time).
+    for period in (0..world.params().n_periods).filter(|p| world.writes(*p)) {
         let chunk = period_chunk(world, &slots, period);
         accumulate(&mut acc, period, &chunk);
-        if chunk.snapshots.is_empty() || !world.writes(period) {
+        if chunk.snapshots.is_empty() {
             continue;
         }
         let tables: [(bool, &str, RecordBatch); 5] = [
@@ -503,11 +514,12 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 }
 
 pub(crate) fn write_truth_tables(
-    params: &GeneratorValidParams,
+    world: &World,
     layout: &Layout,
     truth: &TruthAccumulator,
 ) -> Result<()> {
-    let cells = truth.cells(params);
+    let params = world.params();
+    let cells = truth.cells(params, |period| world.writes(period));
     let truth_dir = layout.root.join("truth");
     let lift_schema = schema::truth_lift();
     let finite = |v: f64| v.is_finite().then_some(v);
