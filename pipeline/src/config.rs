@@ -144,6 +144,8 @@ pub struct RawSegments {
     pub max_iterations: Option<u64>,
     /// Tolerance on centroid movement (default 1e-4).
     pub tolerance: Option<f64>,
+    /// Number type of the rows in Lloyd's iterations: "f64" (default) or "f32".
+    pub precision: Option<segtune_models::segmentation::Precision>,
 }
 
 /// `[evaluation]`.
@@ -374,6 +376,14 @@ pub struct SegmentSettings {
     pub max_iterations: u64,
     /// Tolerance.
     pub tolerance: f64,
+    /// Rows' number type in Lloyd's iterations; left out of the resolved
+    /// configuration (and so of the run id) when f64, the default.
+    #[serde(default, skip_serializing_if = "is_f64")]
+    pub precision: segtune_models::segmentation::Precision,
+}
+
+fn is_f64(precision: &segtune_models::segmentation::Precision) -> bool {
+    *precision == segtune_models::segmentation::Precision::F64
 }
 
 /// Resolved lift settings.
@@ -965,6 +975,7 @@ impl RunSettings {
             tolerance: segments
                 .tolerance
                 .unwrap_or(segtune_models::segmentation::DEFAULT_TOLERANCE),
+            precision: segments.precision.unwrap_or_default(),
         };
         for (key, k) in [
             ("segments.k", segment_settings.k),

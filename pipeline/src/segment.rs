@@ -247,6 +247,7 @@ pub fn sweep_params(settings: &RunSettings) -> SweepParams {
         silhouette_sample: config.silhouette_sample,
         n_bootstrap: config.bootstrap,
         bootstrap_size: config.bootstrap_size,
+        precision: config.precision,
     }
 }
 

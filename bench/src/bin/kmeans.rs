@@ -14,12 +14,18 @@
 //! - **floor**: a rayon sum over 1 GiB of f64, the machine's read
 //!   bandwidth; one pass over the matrix at that bandwidth is the floor of
 //!   one iteration;
+//! - **f32**: the same Lloyd iterations over an f32 copy of the matrix
+//!   (centroids and sums stay f64), timed the same way, with its agreement
+//!   with the f64 run: the share of rows given the same segment by the two
+//!   final centroid sets (both assigned in f64), the largest centroid
+//!   difference and the relative inertia difference;
 //! - **scikit-learn**: `kmeans_plusplus` timed the same way, and
 //!   `KMeans(init=<the same centres>, n_init=1, tol=0,
 //!   algorithm="lloyd")` at `max_iter` 1 and `1 + iterations`, the same
 //!   difference, on the same number of threads (threadpoolctl), and the
 //!   final inertia of both for agreement (scikit-learn stops early when no
-//!   label changes: its iteration count is reported and used).
+//!   label changes: its iteration count is reported and used), on the f64
+//!   matrix and on its f32 copy.
 //!
 //! Medians over `repeats`. Writes one JSON file and prints a Markdown table.
 
@@ -33,7 +39,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
-use segtune_models::segmentation::lloyd::{kmeans_plus_plus, lloyd};
+use segtune_models::segmentation::assign_to_centroids;
+use segtune_models::segmentation::lloyd::{kmeans_plus_plus, lloyd, Element, LloydResult};
 
 /// Bytes the floor pass reads.
 const FLOOR_BYTES: usize = 1 << 30;
@@ -103,6 +110,23 @@ fn mixture(rows: usize, features: usize, k: usize, seed: u64) -> Array2<f64> {
     x
 }
 
+/// Seconds per Lloyd iteration from `init` (the time of `1 + iterations`
+/// passes with no early stop, minus the time of one, over `iterations`), and
+/// the longer run's result.
+fn per_iteration<T: Element>(
+    x: ndarray::ArrayView2<T>,
+    init: &Array2<f64>,
+    iterations: u64,
+) -> (f64, LloydResult) {
+    let start = Instant::now();
+    std::hint::black_box(lloyd(x, init.clone(), 1, f64::NEG_INFINITY));
+    let one = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let result = lloyd(x, init.clone(), 1 + iterations, f64::NEG_INFINITY);
+    let many = start.elapsed().as_secs_f64();
+    ((many - one) / iterations as f64, result)
+}
+
 fn write_f64(path: &Path, values: impl Iterator<Item = f64>) -> anyhow::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     for v in values {
@@ -120,26 +144,30 @@ import sklearn
 from sklearn.cluster import KMeans, kmeans_plusplus
 x_path, c_path, rows, features, k, iterations, repeats, threads = sys.argv[1:9]
 rows, features, k, iterations, repeats, threads = map(int, (rows, features, k, iterations, repeats, threads))
-x = np.fromfile(x_path, dtype="<f8").reshape(rows, features)
-centres = np.fromfile(c_path, dtype="<f8").reshape(k, features)
-def fit(max_iter):
-    model = KMeans(n_clusters=k, init=centres, n_init=1, max_iter=max_iter, tol=0.0, algorithm="lloyd")
-    start = time.perf_counter()
-    model.fit(x)
-    return time.perf_counter() - start, model
-one, many, init, n_iter, inertia = [], [], [], None, None
-with threadpool_limits(limits=threads):
-    fit(1)  # warm-up
-    for seed in range(repeats):
+x64 = np.fromfile(x_path, dtype="<f8").reshape(rows, features)
+centres64 = np.fromfile(c_path, dtype="<f8").reshape(k, features)
+out = {"version": sklearn.__version__, "threads": threads}
+for name, dtype in (("f64", np.float64), ("f32", np.float32)):
+    x = x64.astype(dtype)
+    centres = centres64.astype(dtype)
+    def fit(max_iter):
+        model = KMeans(n_clusters=k, init=centres, n_init=1, max_iter=max_iter, tol=0.0, algorithm="lloyd")
         start = time.perf_counter()
-        kmeans_plusplus(x, k, random_state=seed)
-        init.append(time.perf_counter() - start)
-        t1, _ = fit(1)
-        tn, model = fit(1 + iterations)
-        one.append(t1); many.append(tn)
-        n_iter, inertia = int(model.n_iter_), float(model.inertia_)
-print(json.dumps({"one": one, "many": many, "init": init, "n_iter": n_iter, "inertia": inertia,
-                  "version": sklearn.__version__, "threads": threads}))
+        model.fit(x)
+        return time.perf_counter() - start, model
+    one, many, init, n_iter, inertia = [], [], [], None, None
+    with threadpool_limits(limits=threads):
+        fit(1)  # warm-up
+        for seed in range(repeats):
+            start = time.perf_counter()
+            kmeans_plusplus(x, k, random_state=seed)
+            init.append(time.perf_counter() - start)
+            t1, _ = fit(1)
+            tn, model = fit(1 + iterations)
+            one.append(t1); many.append(tn)
+            n_iter, inertia = int(model.n_iter_), float(model.inertia_)
+    out[name] = {"one": one, "many": many, "init": init, "n_iter": n_iter, "inertia": inertia}
+print(json.dumps(out))
 "#;
 
 fn main() -> anyhow::Result<()> {
@@ -175,35 +203,45 @@ fn main() -> anyhow::Result<()> {
     let matrix_bytes = (args.rows * args.features * 8) as f64;
     let floor_pass = matrix_bytes / bandwidth;
 
-    // Init and iterations.
+    // Init and iterations, f64 and f32.
+    let x32 = x.mapv(|v| v as f32);
     let mut init_seconds = Vec::new();
     let mut iteration_seconds = Vec::new();
+    let mut iteration_seconds_32 = Vec::new();
     let mut centres = None;
-    let mut inertia = f64::NAN;
+    let mut results = None;
     for repeat in 0..args.repeats {
         let start = Instant::now();
         let init = kmeans_plus_plus(x.view(), args.k, &mut ChaCha8Rng::seed_from_u64(11));
         init_seconds.push(start.elapsed().as_secs_f64());
-        let start = Instant::now();
-        std::hint::black_box(lloyd(x.view(), init.clone(), 1, f64::NEG_INFINITY));
-        let one = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let result = lloyd(
-            x.view(),
-            init.clone(),
-            1 + args.iterations,
-            f64::NEG_INFINITY,
-        );
-        let many = start.elapsed().as_secs_f64();
-        iteration_seconds.push((many - one) / args.iterations as f64);
-        inertia = result.inertia;
+        let (seconds, result) = per_iteration(x.view(), &init, args.iterations);
+        iteration_seconds.push(seconds);
+        let (seconds_32, result_32) = per_iteration(x32.view(), &init, args.iterations);
+        iteration_seconds_32.push(seconds_32);
         if repeat == 0 {
             centres = Some(init);
+            results = Some((result, result_32));
         }
     }
     let init = median(&mut init_seconds);
     let iteration = median(&mut iteration_seconds);
+    let iteration_32 = median(&mut iteration_seconds_32);
     let centres = centres.ok_or_else(|| anyhow::anyhow!("--repeats must be at least 1"))?;
+    let (result, result_32) = results.ok_or_else(|| anyhow::anyhow!("no repeat"))?;
+    let inertia = result.inertia;
+    // The f32 run's centroids, assigned in f64, against the f64 run.
+    let exact_32 = assign_to_centroids(x.view(), result_32.centroids.view());
+    let inertia_32: f64 = exact_32.distances.iter().map(|d| d * d).sum();
+    let same_labels = exact_32
+        .labels
+        .iter()
+        .zip(&result.labels)
+        .filter(|(a, b)| a == b)
+        .count() as f64
+        / args.rows as f64;
+    let centroid_difference = (&result_32.centroids - &result.centroids)
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs()));
 
     // scikit-learn on the same matrix and centres.
     let sklearn = match &args.python {
@@ -238,25 +276,30 @@ fn main() -> anyhow::Result<()> {
                 String::from_utf8_lossy(&output.stderr)
             );
             let value: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-            let seconds = |key: &str| -> Vec<f64> {
-                value[key]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
-                    .unwrap_or_default()
+            let summary = |value: &serde_json::Value| {
+                let seconds = |key: &str| -> Vec<f64> {
+                    value[key]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                        .unwrap_or_default()
+                };
+                let n_iter = value["n_iter"].as_f64().unwrap_or(f64::NAN);
+                let mut per_iteration: Vec<f64> = seconds("one")
+                    .iter()
+                    .zip(seconds("many"))
+                    .map(|(one, many)| (many - one) / (n_iter - 1.0))
+                    .collect();
+                serde_json::json!({
+                    "init_s": median(&mut seconds("init")),
+                    "per_iteration_s": median(&mut per_iteration),
+                    "n_iter": n_iter,
+                    "inertia": value["inertia"],
+                })
             };
-            let n_iter = value["n_iter"].as_f64().unwrap_or(f64::NAN);
-            let mut per_iteration: Vec<f64> = seconds("one")
-                .iter()
-                .zip(seconds("many"))
-                .map(|(one, many)| (many - one) / (n_iter - 1.0))
-                .collect();
-            Some(serde_json::json!({
-                "version": value["version"],
-                "init_s": median(&mut seconds("init")),
-                "per_iteration_s": median(&mut per_iteration),
-                "n_iter": n_iter,
-                "inertia": value["inertia"],
-            }))
+            let mut f64_summary = summary(&value["f64"]);
+            f64_summary["version"] = value["version"].clone();
+            f64_summary["f32"] = summary(&value["f32"]);
+            Some(f64_summary)
         }
     };
 
@@ -276,6 +319,13 @@ fn main() -> anyhow::Result<()> {
             "init_s": init,
             "per_iteration_s": iteration,
             "inertia": inertia,
+            "f32": {
+                "per_iteration_s": iteration_32,
+                "inertia_in_f64": inertia_32,
+                "relative_inertia_difference": (inertia_32 - inertia) / inertia,
+                "same_segment_share": same_labels,
+                "largest_centroid_difference": centroid_difference,
+            },
         },
         "sklearn": sklearn,
     });
@@ -298,6 +348,14 @@ fn main() -> anyhow::Result<()> {
         ms(iteration),
         iteration / floor_pass
     );
+    println!(
+        "| segtune per iteration, f32 rows | {} ({:.2} x the f64 floor; same segment for {:.4} % of rows, inertia {:+.1e} relative, centroids within {:.1e}) |",
+        ms(iteration_32),
+        iteration_32 / floor_pass,
+        same_labels * 100.0,
+        (inertia_32 - inertia) / inertia,
+        centroid_difference
+    );
     if let Some(sk) = &result["sklearn"].as_object() {
         let theirs = sk["per_iteration_s"].as_f64().unwrap_or(f64::NAN);
         println!(
@@ -307,6 +365,20 @@ fn main() -> anyhow::Result<()> {
             ms(theirs)
         );
         println!("| segtune / scikit-learn | {:.2} |", iteration / theirs);
+        let theirs_32 = sk["f32"]["per_iteration_s"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| scikit-learn per iteration, f32 ({} iterations) | {} |",
+            sk["f32"]["n_iter"],
+            ms(theirs_32)
+        );
+        println!(
+            "| segtune f32 / scikit-learn f64 | {:.2} |",
+            iteration_32 / theirs
+        );
+        println!(
+            "| segtune f32 / scikit-learn f32 | {:.2} |",
+            iteration_32 / theirs_32
+        );
         let their_init = sk["init_s"].as_f64().unwrap_or(f64::NAN);
         println!(
             "| scikit-learn k-means++ init | {} (segtune / scikit-learn {:.2}) |",

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::errors::SegmentationError;
-use super::hyperparams::SegmentationValidParams;
+use super::hyperparams::{Precision, SegmentationValidParams};
 use super::lloyd::{kmeans_plus_plus, lloyd, LloydResult};
 
 /// Each row's nearest and second-nearest centroid.
@@ -104,6 +104,17 @@ impl SegmentationValidParams {
     /// assigns every row. The same data and seed give the same result on any
     /// number of threads.
     pub fn fit_view(&self, x: ArrayView2<f64>) -> Result<Segmentation, SegmentationError> {
+        let single = (self.precision == Precision::F32).then(|| to_f32(x));
+        self.fit_rows(x, single.as_ref().map(Array2::view))
+    }
+
+    /// [`Self::fit_view`] with the f32 copy of `x` already made (used when
+    /// the precision is f32).
+    pub(crate) fn fit_rows(
+        &self,
+        x: ArrayView2<f64>,
+        single: Option<ArrayView2<f32>>,
+    ) -> Result<Segmentation, SegmentationError> {
         if x.nrows() < self.n_clusters {
             return Err(SegmentationError::TooFewRows {
                 rows: x.nrows(),
@@ -117,7 +128,10 @@ impl SegmentationValidParams {
         let mut best: Option<LloydResult> = None;
         for _ in 0..self.n_runs {
             let start = kmeans_plus_plus(x, self.n_clusters, &mut rng);
-            let result = lloyd(x, start, self.max_n_iterations, self.tolerance);
+            let result = match single {
+                Some(single) => lloyd(single, start, self.max_n_iterations, self.tolerance),
+                None => lloyd(x, start, self.max_n_iterations, self.tolerance),
+            };
             if best.as_ref().is_none_or(|b| result.inertia < b.inertia) {
                 best = Some(result);
             }
@@ -125,6 +139,11 @@ impl SegmentationValidParams {
         let best = best.ok_or_else(|| SegmentationError::KMeans("no run".into()))?;
         Ok(canonical(x, best.centroids, &best.labels))
     }
+}
+
+/// An f32 copy of the rows (for [`Precision::F32`]).
+pub(crate) fn to_f32(x: ArrayView2<f64>) -> Array2<f32> {
+    x.mapv(|v| v as f32)
 }
 
 /// Numbers segments largest first (ties by centroid coordinates), drops

@@ -17,6 +17,6 @@ pub mod selection;
 pub use algorithm::{assign_to_centroids, label_means, Assignment, Segmentation};
 pub use errors::{SegmentationError, SegmentationParamsError};
 pub use hyperparams::{
-    SegmentationParams, SegmentationValidParams, DEFAULT_MAX_N_ITERATIONS, DEFAULT_N_RUNS,
-    DEFAULT_TOLERANCE,
+    Precision, SegmentationParams, SegmentationValidParams, DEFAULT_MAX_N_ITERATIONS,
+    DEFAULT_N_RUNS, DEFAULT_TOLERANCE,
 };

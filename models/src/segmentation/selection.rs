@@ -24,7 +24,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::hyperparams::SegmentationParams;
+use super::algorithm::to_f32;
+use super::hyperparams::{Precision, SegmentationParams};
 use super::lloyd::{kmeans_plus_plus, lloyd};
 use super::{Segmentation, SegmentationError};
 
@@ -243,6 +244,8 @@ pub struct SweepParams {
     pub n_bootstrap: usize,
     /// Rows per bootstrap resample (at most all rows).
     pub bootstrap_size: usize,
+    /// The rows' number type in Lloyd's iterations.
+    pub precision: Precision,
 }
 
 /// The scores of one k.
@@ -305,14 +308,17 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
     };
     let mut scores = Vec::new();
     let mut fits = Vec::new();
+    // One f32 copy for every k's full fits.
+    let single = (params.precision == Precision::F32).then(|| to_f32(x));
     for &k in &params.ks {
         let fit = SegmentationParams::new(k)
             .with_n_runs(params.n_runs)
             .with_max_n_iterations(params.max_n_iterations)
             .with_tolerance(params.tolerance)
             .with_seed(derived_seed(params.seed, k, 0))
+            .with_precision(params.precision)
             .check()?
-            .fit_view(x)?;
+            .fit_rows(x, single.as_ref().map(Array2::view))?;
         let labels = &fit.assignment.labels;
         let size = params.bootstrap_size.min(n);
         let stabilities: Vec<f64> = (0..params.n_bootstrap)
@@ -325,12 +331,20 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
                     resample.row_mut(target).assign(&x.row(*source));
                 }
                 let start = kmeans_plus_plus(resample.view(), k, &mut rng);
-                let refit = lloyd(
-                    resample.view(),
-                    start,
-                    params.max_n_iterations,
-                    params.tolerance,
-                );
+                let refit = match params.precision {
+                    Precision::F64 => lloyd(
+                        resample.view(),
+                        start,
+                        params.max_n_iterations,
+                        params.tolerance,
+                    ),
+                    Precision::F32 => lloyd(
+                        to_f32(resample.view()).view(),
+                        start,
+                        params.max_n_iterations,
+                        params.tolerance,
+                    ),
+                };
                 let full: Vec<usize> = rows.iter().map(|r| labels[*r]).collect();
                 adjusted_rand_index(&refit.labels, &full)
             })

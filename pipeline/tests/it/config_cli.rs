@@ -129,6 +129,7 @@ fn the_example_configuration_documents_every_key_and_is_valid() {
         "restarts",
         "max-iterations",
         "tolerance",
+        "precision",
         "[evaluation]",
         "min-n-per-arm",
         "fdr",

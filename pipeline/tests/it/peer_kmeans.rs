@@ -15,7 +15,7 @@ use segtune_data::generator::{generate, GeneratorParams};
 use segtune_models::segmentation::selection::{
     adjusted_rand_index, choose, sweep, Gates, SweepParams,
 };
-use segtune_models::segmentation::SegmentationParams;
+use segtune_models::segmentation::{Precision, SegmentationParams};
 
 use crate::common::{pairs, run_peer, segment_of, write_labels, write_matrix};
 
@@ -228,6 +228,7 @@ fn archetypes_are_found_as_well_as_scikit_learn_and_the_sweep_picks_four() {
                 silhouette_sample: 10_000,
                 n_bootstrap: 20,
                 bootstrap_size: 20_000,
+                precision: Precision::F64,
             };
             let swept = sweep(matrix.view(), &params).expect("sweeps");
             choose(&swept.scores, &gates).map_or(0, |index| swept.scores[index].k)

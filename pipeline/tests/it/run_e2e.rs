@@ -9,8 +9,8 @@ use arrow_array::RecordBatch;
 use segtune_data::schema;
 
 use crate::common::{
-    assert_mentions, floats, generate_into, listing, read, run, segtune, segtune_run, strings,
-    u32s, u64s,
+    assert_mentions, floats, generate_into, listing, read, run, segment_of, segtune, segtune_run,
+    strings, u32s, u64s,
 };
 
 fn demo(dir: &Path, partners: usize) -> PathBuf {
@@ -178,6 +178,53 @@ fn outputs_are_byte_identical_whatever_the_thread_count() {
             );
         }
     }
+}
+
+#[test]
+fn f32_iterations_give_the_f64_segments_and_are_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = generate(dir.path(), 8_000);
+    let config = data.join("segtune.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(
+        !text.contains("[segments]"),
+        "the generated config has no [segments]"
+    );
+    let single = data.join("f32.toml");
+    std::fs::write(
+        &single,
+        format!("{text}\n[segments]\nprecision = \"f32\"\n"),
+    )
+    .expect("write");
+    let (exact, rounded) = (dir.path().join("f64"), dir.path().join("f32"));
+    for (config, out) in [(&config, &exact), (&single, &rounded)] {
+        let (code, _, stderr) = run_segtune(config, out, &[], None);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let manifest = |run: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).expect("manifest"))
+            .expect("json")
+    };
+    let (m64, m32) = (manifest(&exact), manifest(&rounded));
+    // The default is left out of the resolved configuration (run ids of
+    // earlier runs stay), f32 is recorded, and so the run ids differ.
+    assert!(!m64.to_string().contains("\"precision\""));
+    assert!(m32.to_string().contains("\"precision\":\"f32\""), "{m32}");
+    assert_ne!(m64["run_id"], m32["run_id"]);
+    // Same k, and the same segment for (almost) every partner.
+    let (s64, s32) = (
+        segment_of(&exact.join("segments.parquet")),
+        segment_of(&rounded.join("segments.parquet")),
+    );
+    assert_eq!(s64.len(), s32.len());
+    let k = |s: &HashMap<String, u32>| s.values().collect::<std::collections::BTreeSet<_>>().len();
+    assert_eq!(k(&s64), k(&s32));
+    let same = s64.iter().filter(|(p, s)| s32.get(*p) == Some(s)).count();
+    assert!(
+        same as f64 >= 0.995 * s64.len() as f64,
+        "{same} of {} partners in the same segment",
+        s64.len()
+    );
 }
 
 #[test]
