@@ -454,6 +454,7 @@ impl World {
 
     pub(crate) fn slots(&self, range: std::ops::Range<usize>) -> Vec<SlotHistory> {
         range
+            .into_par_iter()
             .map(|slot| {
                 simulate_slot(
                     self.params.seed,

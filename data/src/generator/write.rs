@@ -8,6 +8,7 @@ use arrow_array::{
     UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::model::{revenue_sd, Archetype, SCHEMES, TRUE_LIFT_SD};
@@ -235,19 +236,18 @@ struct PeriodChunk {
 
 fn period_chunk(world: &World, slots: &[SlotHistory], period: usize) -> PeriodChunk {
     let params = world.params();
-    let mut snapshots = Vec::with_capacity(slots.len());
-    let mut previous = Vec::with_capacity(slots.len());
-    for slot in slots {
-        if let Some(snapshot) = slot.snapshot(params.seed, period, params.null_rate) {
-            snapshots.push(snapshot);
-            previous.push(
-                period
-                    .checked_sub(1)
-                    .and_then(|p| slot.periods[p].as_ref())
-                    .map(|p| p.archetype),
-            );
-        }
-    }
+    // Slots are independent (keyed random streams): in parallel, in order.
+    let (snapshots, previous): (Vec<_>, Vec<_>) = slots
+        .par_iter()
+        .filter_map(|slot| {
+            let snapshot = slot.snapshot(params.seed, period, params.null_rate)?;
+            let previous = period
+                .checked_sub(1)
+                .and_then(|p| slot.periods[p].as_ref())
+                .map(|p| p.archetype);
+            Some((snapshot, previous))
+        })
+        .unzip();
     // A replaced draw (partners absent from it were not drawn), else the
     // generator's own.
     let draws: Vec<Option<Option<usize>>> = match world.override_for(period) {
@@ -256,12 +256,12 @@ fn period_chunk(world: &World, slots: &[SlotHistory], period: usize) -> PeriodCh
             .map(|s| overrides.schemes.get(&s.partner_id).copied())
             .collect(),
         None => snapshots
-            .iter()
+            .par_iter()
             .map(|s| s.in_draw.then(|| s.draw(params.seed, params.holdout_share)))
             .collect(),
     };
     let realised = snapshots
-        .iter()
+        .par_iter()
         .zip(&draws)
         .map(|(s, draw)| {
             let scheme = draw.flatten();

@@ -306,66 +306,82 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
         rows.sort_unstable();
         rows
     };
-    let mut scores = Vec::new();
-    let mut fits = Vec::new();
+    // Rows as slices (for the resamples).
+    let contiguous = x.as_standard_layout();
+    let xs = contiguous
+        .as_slice()
+        .expect("a standard-layout array is contiguous");
     // One f32 copy for every k's full fits.
     let single = (params.precision == Precision::F32).then(|| to_f32(x));
-    for &k in &params.ks {
-        let fit = SegmentationParams::new(k)
-            .with_n_runs(params.n_runs)
-            .with_max_n_iterations(params.max_n_iterations)
-            .with_tolerance(params.tolerance)
-            .with_seed(derived_seed(params.seed, k, 0))
-            .with_precision(params.precision)
-            .check()?
-            .fit_rows(x, single.as_ref().map(Array2::view))?;
-        let labels = &fit.assignment.labels;
-        let size = params.bootstrap_size.min(n);
-        let stabilities: Vec<f64> = (0..params.n_bootstrap)
-            .into_par_iter()
-            .map(|b| {
-                let mut rng = ChaCha8Rng::seed_from_u64(derived_seed(params.seed, k, 2 + b as u64));
-                let rows: Vec<usize> = (0..size).map(|_| rng.gen_range(0..n)).collect();
-                let mut resample = Array2::<f64>::zeros((size, x.ncols()));
-                for (target, source) in rows.iter().enumerate() {
-                    resample.row_mut(target).assign(&x.row(*source));
-                }
-                let start = kmeans_plus_plus(resample.view(), k, &mut rng);
-                let refit = match params.precision {
-                    Precision::F64 => lloyd(
-                        resample.view(),
-                        start,
-                        params.max_n_iterations,
-                        params.tolerance,
-                    ),
-                    Precision::F32 => lloyd(
-                        to_f32(resample.view()).view(),
-                        start,
-                        params.max_n_iterations,
-                        params.tolerance,
-                    ),
-                };
-                let full: Vec<usize> = rows.iter().map(|r| labels[*r]).collect();
-                adjusted_rand_index(&refit.labels, &full)
-            })
-            .collect();
-        let stability = if stabilities.is_empty() {
-            f64::NAN
-        } else {
-            stabilities.iter().sum::<f64>() / stabilities.len() as f64
-        };
-        scores.push(KScore {
-            k,
-            inertia: fit.inertia,
-            // Filled in below, for every k from one pass.
-            silhouette: f64::NAN,
-            calinski_harabasz: calinski_harabasz(x, labels, fit.centroids.view()),
-            davies_bouldin: davies_bouldin(x, labels, fit.centroids.view()),
-            smallest_share: fit.sizes.iter().copied().min().unwrap_or(0) as f64 / n.max(1) as f64,
-            stability,
-        });
-        fits.push(fit);
-    }
+    // Every k at once (each has its own seeds, so the order of work does not
+    // matter): the serial parts of one k's fits (k-means++'s cumulative sums,
+    // the indices) overlap another k's parallel ones.
+    let per_k: Vec<(KScore, Segmentation)> = params
+        .ks
+        .par_iter()
+        .map(|&k| -> Result<(KScore, Segmentation), SegmentationError> {
+            let fit = SegmentationParams::new(k)
+                .with_n_runs(params.n_runs)
+                .with_max_n_iterations(params.max_n_iterations)
+                .with_tolerance(params.tolerance)
+                .with_seed(derived_seed(params.seed, k, 0))
+                .with_precision(params.precision)
+                .check()?
+                .fit_rows(x, single.as_ref().map(Array2::view))?;
+            let labels = &fit.assignment.labels;
+            let size = params.bootstrap_size.min(n);
+            let stabilities: Vec<f64> = (0..params.n_bootstrap)
+                .into_par_iter()
+                .map(|b| {
+                    let mut rng =
+                        ChaCha8Rng::seed_from_u64(derived_seed(params.seed, k, 2 + b as u64));
+                    let rows: Vec<usize> = (0..size).map(|_| rng.gen_range(0..n)).collect();
+                    let d = x.ncols();
+                    let mut resample = Vec::with_capacity(size * d);
+                    for source in &rows {
+                        resample.extend_from_slice(&xs[source * d..(source + 1) * d]);
+                    }
+                    let resample =
+                        Array2::from_shape_vec((size, d), resample).expect("size x d values");
+                    let start = kmeans_plus_plus(resample.view(), k, &mut rng);
+                    let refit = match params.precision {
+                        Precision::F64 => lloyd(
+                            resample.view(),
+                            start,
+                            params.max_n_iterations,
+                            params.tolerance,
+                        ),
+                        Precision::F32 => lloyd(
+                            to_f32(resample.view()).view(),
+                            start,
+                            params.max_n_iterations,
+                            params.tolerance,
+                        ),
+                    };
+                    let full: Vec<usize> = rows.iter().map(|r| labels[*r]).collect();
+                    adjusted_rand_index(&refit.labels, &full)
+                })
+                .collect();
+            let stability = if stabilities.is_empty() {
+                f64::NAN
+            } else {
+                stabilities.iter().sum::<f64>() / stabilities.len() as f64
+            };
+            let score = KScore {
+                k,
+                inertia: fit.inertia,
+                // Filled in below, for every k from one pass.
+                silhouette: f64::NAN,
+                calinski_harabasz: calinski_harabasz(x, labels, fit.centroids.view()),
+                davies_bouldin: davies_bouldin(x, labels, fit.centroids.view()),
+                smallest_share: fit.sizes.iter().copied().min().unwrap_or(0) as f64
+                    / n.max(1) as f64,
+                stability,
+            };
+            Ok((score, fit))
+        })
+        .collect::<Result<_, _>>()?;
+    let (mut scores, fits): (Vec<KScore>, Vec<Segmentation>) = per_k.into_iter().unzip();
     let labelings: Vec<&[usize]> = fits
         .iter()
         .map(|f| f.assignment.labels.as_slice())
