@@ -548,7 +548,7 @@ fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<Strin
 fn check_numeric(
     table: &RawTable,
     name: &str,
-    keys: &[Option<String>],
+    keys: &[Option<impl AsRef<str>>],
     null_allowed: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<f64> {
@@ -569,7 +569,9 @@ fn check_numeric(
                 file,
                 column: Some(name.into()),
                 row: Some(file_row),
-                partner_id: keys.get(row).cloned().flatten(),
+                partner_id: keys
+                    .get(row)
+                    .and_then(|k| k.as_ref().map(|k| k.as_ref().to_string())),
                 message,
             });
         }
@@ -725,7 +727,10 @@ fn align(
     problems: &mut Vec<Problem>,
 ) -> Vec<Option<u32>> {
     let keys = table.strings(PARTNER_ID);
-    let mut seen: HashMap<u32, usize> = HashMap::with_capacity(keys.len());
+    // The row that claimed each partners row (partners rows are dense, so a
+    // plain vector; usize::MAX: none yet).
+    let n_rows = index.values().max().map_or(0, |row| *row as usize + 1);
+    let mut seen: Vec<usize> = vec![usize::MAX; n_rows];
     let mut out = Vec::with_capacity(keys.len());
     for (row, key) in keys.iter().enumerate() {
         let located = |message: String, partner: Option<&str>| {
@@ -751,7 +756,8 @@ fn align(
             out.push(None);
             continue;
         };
-        if let Some(previous) = seen.insert(partner_row, row) {
+        let previous = std::mem::replace(&mut seen[partner_row as usize], row);
+        if previous != usize::MAX {
             let (file, previous_row) = table.locate(previous);
             problems.push(located(
                 format!(
@@ -768,12 +774,9 @@ fn align(
     out
 }
 
-fn read_assignments(
-    path: &Path,
-    index: &HashMap<&str, u32>,
-    problems: &mut Vec<Problem>,
-) -> Option<AssignmentsTable> {
-    let specs = [
+/// The columns read from the assignments table.
+fn assignment_specs() -> [ColumnSpec; 4] {
+    [
         ColumnSpec {
             name: PARTNER_ID.into(),
             role: Role::Key,
@@ -794,14 +797,18 @@ fn read_assignments(
             role: Role::Numeric,
             required: false,
         },
-    ];
-    let table = read_table(path, &specs, problems)?;
+    ]
+}
+
+/// Checks the decoded assignments table and aligns it with the partners.
+fn read_assignments(
+    table: RawTable,
+    index: &HashMap<&str, u32>,
+    problems: &mut Vec<Problem>,
+) -> AssignmentsTable {
     let rows = align(&table, index, problems);
-    let keys: Vec<Option<String>> = table
-        .strings(PARTNER_ID)
-        .iter()
-        .map(|k| k.map(str::to_string))
-        .collect();
+    // Borrowed ids, for messages only.
+    let keys = table.strings(PARTNER_ID);
     let schemes_raw = table.strings(SCHEME_ID);
     let cost = check_numeric(&table, COST, &keys, false, problems);
     let segment_raw = if table.columns.contains_key(SEGMENT_ID) {
@@ -815,7 +822,7 @@ fn read_assignments(
             file,
             column: Some(column.into()),
             row: Some(file_row),
-            partner_id: keys[row].clone(),
+            partner_id: keys[row].map(str::to_string),
             message,
         });
     };
@@ -873,15 +880,12 @@ fn read_assignments(
             out.segment_id.push(segment_id[row]);
         }
     }
-    Some(out)
+    out
 }
 
-fn read_outcomes(
-    path: &Path,
-    settings: &RunSettings,
-    index: &HashMap<&str, u32>,
-    problems: &mut Vec<Problem>,
-) -> Option<OutcomesTable> {
+/// The outcome (and covariate) columns read from the outcomes table, and
+/// their specs (the key first).
+fn outcome_specs(settings: &RunSettings) -> (Vec<String>, Vec<ColumnSpec>) {
     let mut names: Vec<String> = Vec::new();
     for outcome in &settings.outcomes {
         for name in std::iter::once(&outcome.name).chain(outcome.covariate.as_ref()) {
@@ -900,13 +904,19 @@ fn read_outcomes(
         role: Role::Numeric,
         required: true,
     }));
-    let table = read_table(path, &specs, problems)?;
+    (names, specs)
+}
+
+/// Checks the decoded outcomes table and aligns it with the partners.
+fn read_outcomes(
+    table: RawTable,
+    names: &[String],
+    index: &HashMap<&str, u32>,
+    problems: &mut Vec<Problem>,
+) -> OutcomesTable {
     let rows = align(&table, index, problems);
-    let keys: Vec<Option<String>> = table
-        .strings(PARTNER_ID)
-        .iter()
-        .map(|k| k.map(str::to_string))
-        .collect();
+    // Borrowed ids, for messages only.
+    let keys = table.strings(PARTNER_ID);
     let columns: Vec<NumericColumn> = names
         .iter()
         .map(|name| NumericColumn {
@@ -915,7 +925,7 @@ fn read_outcomes(
         })
         .collect();
     let keep: Vec<usize> = (0..table.n_rows).filter(|r| rows[*r].is_some()).collect();
-    Some(OutcomesTable {
+    OutcomesTable {
         partner_row: keep.iter().filter_map(|r| rows[*r]).collect(),
         columns: columns
             .into_iter()
@@ -924,13 +934,14 @@ fn read_outcomes(
                 name: c.name,
             })
             .collect(),
-        files: table.files,
-    })
+        files: table.files.clone(),
+    }
 }
 
 /// Reads and checks every configured input. Returns every problem found.
 pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let mut problems = Vec::new();
+    let (outcome_names, outcome_column_specs) = outcome_specs(settings);
     let partners = read_partners(&settings.inputs.partners, &settings.features, &mut problems);
     let index: HashMap<&str, u32> = partners
         .as_ref()
@@ -947,7 +958,8 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     // checked on their own, so that one run reports everything.
     let assignments = settings.inputs.assignments.as_ref().and_then(|path| {
         if partners.is_some() {
-            read_assignments(path, &index, &mut problems)
+            let table = read_table(path, &assignment_specs(), &mut problems)?;
+            Some(read_assignments(table, &index, &mut problems))
         } else {
             read_table(
                 path,
@@ -963,7 +975,8 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     });
     let outcomes = settings.inputs.outcomes.as_ref().and_then(|path| {
         if partners.is_some() {
-            read_outcomes(path, settings, &index, &mut problems)
+            let table = read_table(path, &outcome_column_specs, &mut problems)?;
+            Some(read_outcomes(table, &outcome_names, &index, &mut problems))
         } else {
             read_table(
                 path,
