@@ -128,7 +128,10 @@ pub fn assign(
         ..FeatureSettings::default()
     };
     let mut problems = Vec::new();
-    let partners = read_partners(partners_path, &features, &mut problems);
+    // The run's limits (the defaults when its manifest has none).
+    let limits: crate::config::LimitSettings =
+        serde_json::from_value(config["limits"].clone()).unwrap_or_default();
+    let partners = read_partners(partners_path, &features, &limits, &mut problems);
     let partners = match partners {
         Some(p) if problems.is_empty() => p,
         _ => return Err(IngestError { problems }.into()),

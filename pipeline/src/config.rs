@@ -87,6 +87,58 @@ pub struct RawConfig {
     pub rules: Option<Vec<RawRule>>,
     /// Naming rules for k-means segments (default: the built-in ones).
     pub names: Option<Vec<RawName>>,
+    /// What inputs segtune refuses to read.
+    pub limits: Option<RawLimits>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLimits {
+    /// Most rows of one input table, all its part files together.
+    pub max_rows: Option<u64>,
+    /// Most columns of one input file.
+    pub max_columns: Option<usize>,
+    /// Longest text value (partner ids, categorical values, scheme ids), in bytes.
+    pub max_string_length: Option<usize>,
+}
+
+/// Default `limits.max-rows`.
+pub const DEFAULT_MAX_ROWS: u64 = 50_000_000;
+/// Default `limits.max-columns`.
+pub const DEFAULT_MAX_COLUMNS: usize = 1_000;
+/// Default `limits.max-string-length` (bytes).
+pub const DEFAULT_MAX_STRING_LENGTH: usize = 1_024;
+
+/// Resolved input limits: an input beyond one is refused (exit 3) before it
+/// is decoded (rows, columns: from the Parquet footers) or as soon as a
+/// value is read (string length), not after memory has run out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitSettings {
+    /// Most rows per input table.
+    pub max_rows: u64,
+    /// Most columns per input file.
+    pub max_columns: usize,
+    /// Longest text value, in bytes.
+    pub max_string_length: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_rows: DEFAULT_MAX_ROWS,
+            max_columns: DEFAULT_MAX_COLUMNS,
+            max_string_length: DEFAULT_MAX_STRING_LENGTH,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// Whether these are the defaults (left out of a run's resolved
+    /// configuration then, so that run ids from before limits stay).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One `[[names]]`.
@@ -569,6 +621,9 @@ pub struct RunSettings {
     pub rules: Vec<RuleSettings>,
     /// Naming rules, in order.
     pub names: Vec<NameRule>,
+    /// Input limits (left out of the resolved configuration when default).
+    #[serde(default, skip_serializing_if = "LimitSettings::is_default")]
+    pub limits: LimitSettings,
 }
 
 /// One naming rule: a name and a condition over a segment's profile (each
@@ -1053,6 +1108,24 @@ impl RunSettings {
             );
         }
 
+        let raw_limits = raw.limits.unwrap_or_default();
+        let limits = LimitSettings {
+            max_rows: raw_limits.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+            max_columns: raw_limits.max_columns.unwrap_or(DEFAULT_MAX_COLUMNS),
+            max_string_length: raw_limits
+                .max_string_length
+                .unwrap_or(DEFAULT_MAX_STRING_LENGTH),
+        };
+        for (key, value) in [
+            ("limits.max-rows", limits.max_rows),
+            ("limits.max-columns", limits.max_columns as u64),
+            ("limits.max-string-length", limits.max_string_length as u64),
+        ] {
+            if value == 0 {
+                problem(key, "must be at least 1".into());
+            }
+        }
+
         let evaluation = raw.evaluation.unwrap_or_default();
         let fdr = evaluation.fdr.unwrap_or(DEFAULT_FDR);
         if !(fdr > 0.0 && fdr < 1.0) {
@@ -1416,6 +1489,7 @@ impl RunSettings {
             },
             rules,
             names,
+            limits,
         };
         (Some(settings), problems)
     }

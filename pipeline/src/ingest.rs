@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use segtune_data::schema::{is_numeric, is_text, COST, PARTNER_ID, SCHEME_ID, SEGMENT_ID};
 use segtune_data::{PartnerId, SchemeId};
 
-use crate::config::RunSettings;
+use crate::config::{LimitSettings, RunSettings};
 
 /// Most problems listed in an error message; the rest are counted.
 pub const MAX_PROBLEMS_SHOWN: usize = 50;
@@ -289,7 +289,7 @@ struct DecodedFile {
 }
 
 /// Checks one file's columns against the specs and decodes the wanted ones.
-fn decode_file(file: &Path, specs: &[ColumnSpec]) -> DecodedFile {
+fn decode_file(file: &Path, specs: &[ColumnSpec], limits: &LimitSettings) -> DecodedFile {
     let mut out = DecodedFile {
         schema: None,
         rows: 0,
@@ -323,6 +323,17 @@ fn decode_file(file: &Path, specs: &[ColumnSpec]) -> DecodedFile {
     };
     let schema = builder.schema().clone();
     out.schema = Some(schema.clone());
+    if schema.fields().len() > limits.max_columns {
+        out.problems.push(problem(
+            None,
+            format!(
+                "has {} columns, more than limits.max-columns = {} (raise it in [limits] if this is expected)",
+                schema.fields().len(),
+                limits.max_columns
+            ),
+        ));
+        return out;
+    }
     let mut indices = Vec::new();
     for spec in specs {
         match schema.index_of(&spec.name) {
@@ -387,6 +398,7 @@ fn decode_file(file: &Path, specs: &[ColumnSpec]) -> DecodedFile {
             }
         }
     }
+    let mut first_row = 0;
     for batch in &batches {
         for spec in specs {
             let Some(array) = batch.column_by_name(&spec.name) else {
@@ -398,29 +410,95 @@ fn decode_file(file: &Path, specs: &[ColumnSpec]) -> DecodedFile {
                 DataType::Utf8
             };
             match arrow_cast::cast(array, &target) {
-                Ok(cast) => out.columns.push((spec.name.clone(), cast)),
+                Ok(cast) => {
+                    if target == DataType::Utf8 {
+                        if let Some(row) = first_too_long(&cast, limits.max_string_length) {
+                            let value = cast.as_string::<i32>().value(row);
+                            let shown: String = value.chars().take(40).collect();
+                            out.problems.push(Problem {
+                                file: file.to_path_buf(),
+                                column: Some(spec.name.clone()),
+                                row: Some(first_row + row),
+                                partner_id: None,
+                                message: format!(
+                                    "a value of {} bytes (`{shown}...`), longer than limits.max-string-length = {}",
+                                    value.len(),
+                                    limits.max_string_length
+                                ),
+                            });
+                            return out;
+                        }
+                    }
+                    out.columns.push((spec.name.clone(), cast));
+                }
                 Err(error) => out.problems.push(problem(
                     Some(&spec.name),
                     format!("cannot be read as {target}: {error}"),
                 )),
             }
         }
+        first_row += batch.num_rows();
     }
     out
+}
+
+/// The first row of a Utf8 array whose value is longer than `max` bytes.
+fn first_too_long(array: &ArrayRef, max: usize) -> Option<usize> {
+    let offsets = array.as_string::<i32>().value_offsets();
+    offsets
+        .windows(2)
+        .position(|pair| (pair[1] - pair[0]) as usize > max)
+}
+
+/// Refuses a table whose part files together hold more than
+/// `limits.max-rows` rows, from their footers, before anything is decoded.
+fn check_rows(path: &Path, files: &[PathBuf], limits: &LimitSettings) -> Option<Problem> {
+    let rows: Vec<u64> = files
+        .par_iter()
+        .map(|file| {
+            std::fs::File::open(file)
+                .ok()
+                .and_then(|handle| ParquetRecordBatchReaderBuilder::try_new(handle).ok())
+                .map_or(0, |builder| {
+                    u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0)
+                })
+        })
+        .collect();
+    let total: u64 = rows.iter().sum();
+    (total > limits.max_rows).then(|| Problem {
+        file: path.to_path_buf(),
+        column: None,
+        row: None,
+        partner_id: None,
+        message: format!(
+            "holds {total} rows in {} file(s), more than limits.max-rows = {}; refused before reading them (raise it in [limits] if the machine has the memory)",
+            files.len(),
+            limits.max_rows
+        ),
+    })
 }
 
 /// Reads one table: checks the files, their schemas and the columns' types,
 /// and decodes only the wanted columns. Part files are decoded in parallel
 /// and combined in file order (problems too), so the table and the messages
 /// do not depend on the number of threads.
-fn read_table(path: &Path, specs: &[ColumnSpec], problems: &mut Vec<Problem>) -> Option<RawTable> {
+fn read_table(
+    path: &Path,
+    specs: &[ColumnSpec],
+    limits: &LimitSettings,
+    problems: &mut Vec<Problem>,
+) -> Option<RawTable> {
     let files = list_files(path, problems);
     if files.is_empty() {
         return None;
     }
+    if let Some(problem) = check_rows(path, &files, limits) {
+        problems.push(problem);
+        return None;
+    }
     let decoded: Vec<DecodedFile> = files
         .par_iter()
-        .map(|file| decode_file(file, specs))
+        .map(|file| decode_file(file, specs, limits))
         .collect();
     let mut table = RawTable {
         files: files.clone(),
@@ -649,6 +727,7 @@ fn numeric_feature_names(
 pub fn read_partners(
     path: &Path,
     features: &crate::config::FeatureSettings,
+    limits: &LimitSettings,
     problems: &mut Vec<Problem>,
 ) -> Option<PartnersTable> {
     let numeric_names = numeric_feature_names(path, features, problems);
@@ -675,7 +754,7 @@ pub fn read_partners(
         role: Role::Text,
         required: true,
     }));
-    let table = read_table(path, &specs, problems)?;
+    let table = read_table(path, &specs, limits, problems)?;
     let keys = check_keys(&table, problems);
     let mut numeric = Vec::new();
     for name in &numeric_names {
@@ -942,7 +1021,13 @@ fn read_outcomes(
 pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let mut problems = Vec::new();
     let (outcome_names, outcome_column_specs) = outcome_specs(settings);
-    let partners = read_partners(&settings.inputs.partners, &settings.features, &mut problems);
+    let limits = &settings.limits;
+    let partners = read_partners(
+        &settings.inputs.partners,
+        &settings.features,
+        limits,
+        &mut problems,
+    );
     let index: HashMap<&str, u32> = partners
         .as_ref()
         .map(|p| {
@@ -958,7 +1043,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     // checked on their own, so that one run reports everything.
     let assignments = settings.inputs.assignments.as_ref().and_then(|path| {
         if partners.is_some() {
-            let table = read_table(path, &assignment_specs(), &mut problems)?;
+            let table = read_table(path, &assignment_specs(), limits, &mut problems)?;
             Some(read_assignments(table, &index, &mut problems))
         } else {
             read_table(
@@ -968,6 +1053,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
                     role: Role::Key,
                     required: true,
                 }],
+                limits,
                 &mut problems,
             );
             None
@@ -975,7 +1061,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     });
     let outcomes = settings.inputs.outcomes.as_ref().and_then(|path| {
         if partners.is_some() {
-            let table = read_table(path, &outcome_column_specs, &mut problems)?;
+            let table = read_table(path, &outcome_column_specs, limits, &mut problems)?;
             Some(read_outcomes(table, &outcome_names, &index, &mut problems))
         } else {
             read_table(
@@ -985,6 +1071,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
                     role: Role::Key,
                     required: true,
                 }],
+                limits,
                 &mut problems,
             );
             None
@@ -1009,7 +1096,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
             role: Role::Key,
             required: true,
         }];
-        let table = read_table(path, &specs, &mut problems)?;
+        let table = read_table(path, &specs, limits, &mut problems)?;
         Some(
             table
                 .strings(PARTNER_ID)

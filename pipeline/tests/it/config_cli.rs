@@ -160,6 +160,10 @@ fn the_example_configuration_documents_every_key_and_is_valid() {
         "drift-threshold",
         "[[names]]",
         "when",
+        "[limits]",
+        "max-rows",
+        "max-columns",
+        "max-string-length",
     ] {
         assert!(
             example.contains(key),

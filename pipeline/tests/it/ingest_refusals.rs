@@ -447,3 +447,71 @@ fn a_partner_id_with_control_characters_is_refused() {
         &["partners.parquet", "row 1", "control characters"],
     );
 }
+
+#[test]
+fn inputs_beyond_the_limits_are_refused_before_they_are_read() {
+    let with_limits = |limits: &str| format!("{CONFIG}\n[limits]\n{limits}\n");
+    // Rows, from the footers: the fixture has 6 partners.
+    let fixture = Fixture::new();
+    fixture.write_config(&with_limits("max-rows = 5"));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "holds 6 rows in 1 file(s), more than limits.max-rows = 5",
+            "refused before reading them",
+        ],
+    );
+    // Exactly at the limit passes.
+    fixture.write_config(&with_limits("max-rows = 6"));
+    let (code, _, stderr) = fixture.validate();
+    assert_eq!(code, 0, "{stderr}");
+    // Columns.
+    fixture.write_config(&with_limits("max-columns = 3"));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "columns, more than limits.max-columns = 3",
+        ],
+    );
+    // A text value: one partner id of 300 bytes, named by file, column and row.
+    let long = "P".repeat(300);
+    let fixture = with_partners_column(Col::Strings(
+        "partner_id",
+        vec![
+            Some("A1".into()),
+            Some("A2".into()),
+            Some(long),
+            Some("A4".into()),
+            Some("A5".into()),
+            Some("A6".into()),
+        ],
+    ));
+    fixture.write_config(&with_limits("max-string-length = 64"));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "column `partner_id`",
+            "row 2",
+            "a value of 300 bytes",
+            "longer than limits.max-string-length = 64",
+        ],
+    );
+    // A run refused for a limit writes nothing.
+    let fixture = Fixture::new();
+    fixture.write_config(&with_limits("max-rows = 5"));
+    let out = fixture.path("run");
+    let (code, _, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!out.exists(), "a refused run writes nothing");
+    // Limits of 0 are a configuration error (exit 2).
+    fixture.write_config(&with_limits("max-columns = 0"));
+    let (code, _, stderr) = fixture.validate();
+    assert_eq!(code, 2, "{stderr}");
+    assert_mentions(&stderr, &["limits.max-columns", "must be at least 1"]);
+}
