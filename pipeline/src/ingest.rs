@@ -803,6 +803,7 @@ pub fn read_partners(
 fn align(
     table: &RawTable,
     index: &HashMap<&str, u32>,
+    ids: &[String],
     problems: &mut Vec<Problem>,
 ) -> Vec<Option<u32>> {
     let keys = table.strings(PARTNER_ID);
@@ -810,6 +811,7 @@ fn align(
     // plain vector; usize::MAX: none yet).
     let n_rows = index.values().max().map_or(0, |row| *row as usize + 1);
     let mut seen: Vec<usize> = vec![usize::MAX; n_rows];
+    let mut next_guess = 0usize;
     let mut out = Vec::with_capacity(keys.len());
     for (row, key) in keys.iter().enumerate() {
         let located = |message: String, partner: Option<&str>| {
@@ -827,7 +829,15 @@ fn align(
             out.push(None);
             continue;
         };
-        let Some(&partner_row) = index.get(id) else {
+        // Tables exported together usually list partners in the same
+        // order: the partners row after the last one matched is tried
+        // first (one comparison, in order in memory), the index otherwise.
+        let guess = next_guess;
+        let guessed = ids
+            .get(guess)
+            .filter(|candidate| candidate.as_str() == *id)
+            .map(|_| guess as u32);
+        let Some(partner_row) = guessed.or_else(|| index.get(id).copied()) else {
             problems.push(located(
                 "unknown partner: not in the partners table".into(),
                 Some(id),
@@ -848,6 +858,7 @@ fn align(
             out.push(None);
             continue;
         }
+        next_guess = partner_row as usize + 1;
         out.push(Some(partner_row));
     }
     out
@@ -883,9 +894,10 @@ fn assignment_specs() -> [ColumnSpec; 4] {
 fn read_assignments(
     table: RawTable,
     index: &HashMap<&str, u32>,
+    ids: &[String],
     problems: &mut Vec<Problem>,
 ) -> AssignmentsTable {
-    let rows = align(&table, index, problems);
+    let rows = align(&table, index, ids, problems);
     // Borrowed ids, for messages only.
     let keys = table.strings(PARTNER_ID);
     let schemes_raw = table.strings(SCHEME_ID);
@@ -991,9 +1003,10 @@ fn read_outcomes(
     table: RawTable,
     names: &[String],
     index: &HashMap<&str, u32>,
+    ids: &[String],
     problems: &mut Vec<Problem>,
 ) -> OutcomesTable {
-    let rows = align(&table, index, problems);
+    let rows = align(&table, index, ids, problems);
     // Borrowed ids, for messages only.
     let keys = table.strings(PARTNER_ID);
     let columns: Vec<NumericColumn> = names
@@ -1031,20 +1044,22 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let index: HashMap<&str, u32> = partners
         .as_ref()
         .map(|p| {
-            p.ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| !id.is_empty())
-                .map(|(row, id)| (id.as_str(), row as u32))
-                .collect()
+            let mut index = HashMap::with_capacity(p.ids.len());
+            for (row, id) in p.ids.iter().enumerate() {
+                if !id.is_empty() {
+                    index.insert(id.as_str(), row as u32);
+                }
+            }
+            index
         })
         .unwrap_or_default();
+    let ids: &[String] = partners.as_ref().map_or(&[], |p| &p.ids);
     // With an unreadable partners table, assignments and outcomes are still
     // checked on their own, so that one run reports everything.
     let assignments = settings.inputs.assignments.as_ref().and_then(|path| {
         if partners.is_some() {
             let table = read_table(path, &assignment_specs(), limits, &mut problems)?;
-            Some(read_assignments(table, &index, &mut problems))
+            Some(read_assignments(table, &index, ids, &mut problems))
         } else {
             read_table(
                 path,
@@ -1062,7 +1077,13 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let outcomes = settings.inputs.outcomes.as_ref().and_then(|path| {
         if partners.is_some() {
             let table = read_table(path, &outcome_column_specs, limits, &mut problems)?;
-            Some(read_outcomes(table, &outcome_names, &index, &mut problems))
+            Some(read_outcomes(
+                table,
+                &outcome_names,
+                &index,
+                ids,
+                &mut problems,
+            ))
         } else {
             read_table(
                 path,
