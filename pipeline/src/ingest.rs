@@ -19,7 +19,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 use segtune_data::schema::{is_numeric, is_text, COST, PARTNER_ID, SCHEME_ID, SEGMENT_ID};
@@ -371,31 +371,60 @@ fn decode_file(file: &Path, specs: &[ColumnSpec], limits: &LimitSettings) -> Dec
         return out;
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
-    let reader = match builder.with_projection(mask).build() {
-        Ok(reader) => reader,
-        Err(error) => {
-            out.problems
-                .push(problem(None, format!("cannot be decoded: {error}")));
-            return out;
-        }
-    };
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    for batch in reader {
-        match batch {
-            Ok(batch) => {
-                out.rows += batch.num_rows();
-                batches.push(batch);
-            }
+    // Row groups decoded in parallel, each on its own file handle from the
+    // footer already read, and combined in order (batches and the first
+    // problem as one reader would give them).
+    let metadata =
+        match ArrowReaderMetadata::try_new(builder.metadata().clone(), Default::default()) {
+            Ok(metadata) => metadata,
             Err(error) => {
-                out.problems.push(problem(
-                    None,
-                    format!(
-                        "cannot be decoded (truncated or corrupt?) after row {}: {error}",
-                        out.rows
-                    ),
-                ));
+                out.problems
+                    .push(problem(None, format!("cannot be decoded: {error}")));
                 return out;
             }
+        };
+    let groups: Vec<(Vec<RecordBatch>, Option<String>)> = (0..metadata.metadata().num_row_groups())
+        .into_par_iter()
+        .map(|group| {
+            let reader = std::fs::File::open(file)
+                .map_err(|error| error.to_string())
+                .and_then(|handle| {
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(handle, metadata.clone())
+                        .with_projection(mask.clone())
+                        .with_row_groups(vec![group])
+                        .build()
+                        .map_err(|error| error.to_string())
+                });
+            let mut batches = Vec::new();
+            match reader {
+                Err(error) => (batches, Some(error)),
+                Ok(reader) => {
+                    for batch in reader {
+                        match batch {
+                            Ok(batch) => batches.push(batch),
+                            Err(error) => return (batches, Some(error.to_string())),
+                        }
+                    }
+                    (batches, None)
+                }
+            }
+        })
+        .collect();
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for (group_batches, error) in groups {
+        for batch in group_batches {
+            out.rows += batch.num_rows();
+            batches.push(batch);
+        }
+        if let Some(error) = error {
+            out.problems.push(problem(
+                None,
+                format!(
+                    "cannot be decoded (truncated or corrupt?) after row {}: {error}",
+                    out.rows
+                ),
+            ));
+            return out;
         }
     }
     let mut first_row = 0;

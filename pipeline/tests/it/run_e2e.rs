@@ -227,6 +227,85 @@ fn f32_iterations_give_the_f64_segments_and_are_recorded() {
     );
 }
 
+/// Rewrites a table (one file or a folder of part files) as one file with
+/// row groups of `rows` rows.
+fn rewrite_with_row_groups(input: &Path, target: &Path, rows: usize) {
+    let mut files: Vec<PathBuf> = if input.is_dir() {
+        std::fs::read_dir(input)
+            .expect("folder")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+            .collect()
+    } else {
+        vec![input.to_path_buf()]
+    };
+    files.sort();
+    let batches: Vec<RecordBatch> = files.iter().flat_map(|file| read(file).1).collect();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows))
+        .build();
+    let handle = std::fs::File::create(target).expect("create");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(handle, batches[0].schema(), Some(properties))
+            .expect("writer");
+    for batch in &batches {
+        writer.write(batch).expect("write");
+    }
+    let metadata = writer.close().expect("close");
+    assert!(
+        metadata.row_groups().len() > 3,
+        "{} row groups",
+        metadata.row_groups().len()
+    );
+}
+
+#[test]
+fn a_file_of_many_row_groups_gives_the_same_run_as_its_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = generate(dir.path(), 8_000);
+    let config = data.join("segtune.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let period = text
+        .lines()
+        .find_map(|line| line.strip_prefix("period = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("period")
+        .to_string();
+    let mut rewritten = text.clone();
+    for table in ["partners", "assignments", "outcomes"] {
+        let input = data
+            .join("periods")
+            .join(&period)
+            .join(format!("{table}.parquet"));
+        let target = data.join(format!("{table}-groups.parquet"));
+        rewrite_with_row_groups(&input, &target, 1_000);
+        rewritten = rewritten.replace(
+            &format!("periods/{period}/{table}.parquet\""),
+            &format!("{table}-groups.parquet\""),
+        );
+    }
+    assert_ne!(rewritten, text, "the inputs were redirected");
+    let single = data.join("groups.toml");
+    std::fs::write(&single, rewritten).expect("write");
+    let (parts, groups) = (dir.path().join("parts"), dir.path().join("groups"));
+    for (config, out) in [(&config, &parts), (&single, &groups)] {
+        let (code, _, stderr) = run_segtune(config, out, &[], None);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    assert_eq!(
+        segment_of(&parts.join("segments.parquet")),
+        segment_of(&groups.join("segments.parquet"))
+    );
+    for file in ["lift.parquet", "weights.parquet"] {
+        let (a, b) = (read(&parts.join(file)).1, read(&groups.join(file)).1);
+        for column in ["lift", "weight"] {
+            if a[0].schema().index_of(column).is_ok() {
+                assert_eq!(floats(&a, column), floats(&b, column), "{file} {column}");
+            }
+        }
+    }
+}
+
 #[test]
 fn an_existing_run_folder_needs_force() {
     let dir = tempfile::tempdir().expect("tempdir");
