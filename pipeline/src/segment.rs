@@ -327,7 +327,8 @@ pub fn segment(
         .fits
         .into_iter()
         .nth(index)
-        .context("the chosen fit")?;
+        .context("the chosen fit")?
+        .assign(features.matrix.view());
     let n_kmeans = fitted.centroids.nrows();
     let previous_segment_id: Vec<Option<u32>> = partners
         .ids

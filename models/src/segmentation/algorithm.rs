@@ -47,56 +47,122 @@ pub struct Segmentation {
     pub assignment: Assignment,
 }
 
+/// A fit whose rows carry only their segment: what the k sweep keeps for
+/// every candidate k (8 bytes a row instead of the 48 of a full
+/// [`Assignment`]); [`Labelled::assign`] completes the chosen one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    /// Centroids, one row per segment, largest segment first.
+    pub centroids: Array2<f64>,
+    /// Members per segment.
+    pub sizes: Vec<usize>,
+    /// Sum of squared distances of rows to their centroid.
+    pub inertia: f64,
+    /// Nearest centroid per row (as [`assign_to_centroids`] gives it).
+    pub labels: Vec<usize>,
+}
+
+impl Labelled {
+    /// The full segmentation: every row's distance, second-nearest centroid
+    /// and margin, from the same rows `x` this fit labelled.
+    pub fn assign(self, x: ArrayView2<f64>) -> Segmentation {
+        let assignment = assign_to_centroids(x, self.centroids.view());
+        debug_assert_eq!(assignment.labels, self.labels);
+        Segmentation {
+            centroids: self.centroids,
+            sizes: self.sizes,
+            inertia: self.inertia,
+            assignment,
+        }
+    }
+}
+
 fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
+/// A row's nearest and second-nearest centroid with their squared
+/// distances (`usize::MAX` and infinity when there is none; the first of
+/// equals is the nearer).
+fn nearest_two(row: &[f64], centres: &[f64]) -> ((usize, f64), (usize, f64)) {
+    let mut best = (usize::MAX, f64::INFINITY);
+    let mut second = (usize::MAX, f64::INFINITY);
+    for (j, centre) in centres.chunks_exact(row.len().max(1)).enumerate() {
+        let d = squared_distance(row, centre);
+        if d < best.1 {
+            second = best;
+            best = (j, d);
+        } else if d < second.1 {
+            second = (j, d);
+        }
+    }
+    (best, second)
+}
+
+/// Rows per parallel task of the assignment passes.
+const ASSIGN_CHUNK: usize = 4096;
+
 /// Assigns every row to its nearest centroid. Rows are independent, so the
 /// parallel pass gives the same result whatever the thread count.
 pub fn assign_to_centroids(x: ArrayView2<f64>, centroids: ArrayView2<f64>) -> Assignment {
-    let centres: Vec<Vec<f64>> = centroids.axis_iter(Axis(0)).map(|c| c.to_vec()).collect();
-    let rows: Vec<(usize, f64, Option<usize>, Option<f64>)> = (0..x.nrows())
-        .into_par_iter()
-        .map(|i| {
-            let row = x.row(i);
-            let row = row
-                .as_slice()
-                .map(<[f64]>::to_vec)
-                .unwrap_or_else(|| row.to_vec());
-            let mut best = (usize::MAX, f64::INFINITY);
-            let mut second = (usize::MAX, f64::INFINITY);
-            for (j, centre) in centres.iter().enumerate() {
-                let d = squared_distance(&row, centre);
-                if d < best.1 {
-                    second = best;
-                    best = (j, d);
-                } else if d < second.1 {
-                    second = (j, d);
-                }
-            }
-            let distance = best.1.sqrt();
-            let second_label = (second.0 != usize::MAX).then_some(second.0);
-            (
-                best.0,
-                distance,
-                second_label,
-                second_label.map(|_| second.1.sqrt() - distance),
-            )
-        })
-        .collect();
+    let n = x.nrows();
+    let d = x.ncols().max(1);
+    let centres = centroids.as_standard_layout();
+    let centres = centres.as_slice().expect("contiguous");
+    let rows = x.as_standard_layout();
+    let rows = rows.as_slice().expect("contiguous");
     let mut assignment = Assignment {
-        labels: Vec::with_capacity(rows.len()),
-        distances: Vec::with_capacity(rows.len()),
-        second: Vec::with_capacity(rows.len()),
-        margins: Vec::with_capacity(rows.len()),
+        labels: vec![0; n],
+        distances: vec![0.0; n],
+        second: vec![None; n],
+        margins: vec![None; n],
     };
-    for (label, distance, second, margin) in rows {
-        assignment.labels.push(label);
-        assignment.distances.push(distance);
-        assignment.second.push(second);
-        assignment.margins.push(margin);
-    }
+    rows.par_chunks(ASSIGN_CHUNK * d)
+        .zip(assignment.labels.par_chunks_mut(ASSIGN_CHUNK))
+        .zip(assignment.distances.par_chunks_mut(ASSIGN_CHUNK))
+        .zip(assignment.second.par_chunks_mut(ASSIGN_CHUNK))
+        .zip(assignment.margins.par_chunks_mut(ASSIGN_CHUNK))
+        .for_each(|((((rows, labels), distances), seconds), margins)| {
+            for ((((row, label), distance), second), margin) in rows
+                .chunks_exact(d)
+                .zip(labels)
+                .zip(distances)
+                .zip(seconds)
+                .zip(margins)
+            {
+                let (best, runner_up) = nearest_two(row, centres);
+                *label = best.0;
+                *distance = best.1.sqrt();
+                *second = (runner_up.0 != usize::MAX).then_some(runner_up.0);
+                *margin = second.map(|_| runner_up.1.sqrt() - *distance);
+            }
+        });
     assignment
+}
+
+/// Each row's nearest centroid (as [`assign_to_centroids`]) and the sum of
+/// the squared distances (as [`canonical`] sums them), without the rest.
+fn nearest_labels(x: ArrayView2<f64>, centroids: ArrayView2<f64>) -> (Vec<usize>, f64) {
+    let n = x.nrows();
+    let d = x.ncols().max(1);
+    let centres = centroids.as_standard_layout();
+    let centres = centres.as_slice().expect("contiguous");
+    let rows = x.as_standard_layout();
+    let rows = rows.as_slice().expect("contiguous");
+    let mut labels = vec![0; n];
+    let mut distances = vec![0.0; n];
+    rows.par_chunks(ASSIGN_CHUNK * d)
+        .zip(labels.par_chunks_mut(ASSIGN_CHUNK))
+        .zip(distances.par_chunks_mut(ASSIGN_CHUNK))
+        .for_each(|((rows, labels), distances)| {
+            for ((row, label), distance) in rows.chunks_exact(d).zip(labels).zip(distances) {
+                let (best, _) = nearest_two(row, centres);
+                *label = best.0;
+                *distance = best.1.sqrt();
+            }
+        });
+    let inertia = distances.iter().map(|d| d * d).sum();
+    (labels, inertia)
 }
 
 impl SegmentationValidParams {
@@ -105,16 +171,18 @@ impl SegmentationValidParams {
     /// number of threads.
     pub fn fit_view(&self, x: ArrayView2<f64>) -> Result<Segmentation, SegmentationError> {
         let single = (self.precision == Precision::F32).then(|| to_f32(x));
-        self.fit_rows(x, single.as_ref().map(Array2::view))
+        Ok(self
+            .fit_rows(x, single.as_ref().map(Array2::view))?
+            .assign(x))
     }
 
     /// [`Self::fit_view`] with the f32 copy of `x` already made (used when
-    /// the precision is f32).
+    /// the precision is f32), each row given only its label.
     pub(crate) fn fit_rows(
         &self,
         x: ArrayView2<f64>,
         single: Option<ArrayView2<f32>>,
-    ) -> Result<Segmentation, SegmentationError> {
+    ) -> Result<Labelled, SegmentationError> {
         if x.nrows() < self.n_clusters {
             return Err(SegmentationError::TooFewRows {
                 rows: x.nrows(),
@@ -147,8 +215,8 @@ pub(crate) fn to_f32(x: ArrayView2<f64>) -> Array2<f32> {
 }
 
 /// Numbers segments largest first (ties by centroid coordinates), drops
-/// empty ones, and assigns every row with distances and margins.
-fn canonical(x: ArrayView2<f64>, centroids: Array2<f64>, labels: &[usize]) -> Segmentation {
+/// empty ones, and labels every row.
+fn canonical(x: ArrayView2<f64>, centroids: Array2<f64>, labels: &[usize]) -> Labelled {
     let k = centroids.nrows();
     let mut sizes = vec![0usize; k];
     for label in labels {
@@ -169,17 +237,16 @@ fn canonical(x: ArrayView2<f64>, centroids: Array2<f64>, labels: &[usize]) -> Se
     for (target, source) in order.iter().enumerate() {
         ordered.row_mut(target).assign(&centroids.row(*source));
     }
-    let assignment = assign_to_centroids(x, ordered.view());
+    let (labels, inertia) = nearest_labels(x, ordered.view());
     let mut sizes = vec![0usize; ordered.nrows()];
-    for label in &assignment.labels {
+    for label in &labels {
         sizes[*label] += 1;
     }
-    let inertia = assignment.distances.iter().map(|d| d * d).sum();
-    Segmentation {
+    Labelled {
         centroids: ordered,
         sizes,
         inertia,
-        assignment,
+        labels,
     }
 }
 

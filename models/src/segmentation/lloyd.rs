@@ -379,10 +379,18 @@ pub fn lloyd<T: Element>(
     }
 }
 
+/// Rows of one block of k-means++'s candidate pass: the candidates'
+/// distances are computed for a block in parallel, then added to the
+/// candidates' potentials in row order, so only a block of them is ever
+/// held (a multiple of [`CHUNK_ROWS`]).
+const CANDIDATE_BLOCK_ROWS: usize = 64 * CHUNK_ROWS;
+
 /// Greedy k-means++ (as scikit-learn): each new centre is the best of
 /// 2 + ln(k) candidates drawn in proportion to the squared distance to the
-/// nearest chosen centre. The candidates of one round are drawn first (from
-/// one cumulative sum) and scored in one parallel pass over the rows.
+/// nearest chosen centre. The candidates of one round are drawn in one scan
+/// of the running sum of those distances, and scored block by block in
+/// parallel passes over the rows; the chosen one's distances then update
+/// each row's nearest. Memory: one distance per row, plus a block.
 pub fn kmeans_plus_plus(x: ArrayView2<f64>, k: usize, rng: &mut ChaCha8Rng) -> Array2<f64> {
     let (n, d) = x.dim();
     let mut centres = Array2::<f64>::zeros((k, d));
@@ -399,54 +407,50 @@ pub fn kmeans_plus_plus(x: ArrayView2<f64>, k: usize, rng: &mut ChaCha8Rng) -> A
     let trials = 2 + (k as f64).ln().floor() as usize;
     let first = rng.gen_range(0..n);
     centres.row_mut(0).assign(&x.row(first));
-    let mut closest: Array1<f64> = Array1::from_vec(
-        xs.par_chunks_exact(d)
-            .map(|r| squared(r, row(first)))
-            .collect(),
-    );
+    let mut closest: Vec<f64> = xs
+        .par_chunks_exact(d)
+        .map(|r| squared(r, row(first)))
+        .collect();
+    let mut block = vec![0.0; CANDIDATE_BLOCK_ROWS.min(n) * trials];
     for c in 1..k {
-        let potential: f64 = closest.sum();
-        // Inverse-CDF draws over the cumulative squared distances.
-        let cumulative: Vec<f64> = closest
-            .iter()
-            .scan(0.0, |total, d| {
-                *total += d;
-                Some(*total)
-            })
-            .collect();
-        let candidates: Vec<usize> = (0..trials)
+        // ndarray's sum (its unrolled order), as the draws were always made.
+        let potential: f64 = ndarray::ArrayView1::from(&closest[..]).sum();
+        let targets: Vec<Option<f64>> = (0..trials)
             .map(|_| {
                 if potential > 0.0 {
-                    let target = rng.gen::<f64>() * potential;
-                    cumulative.partition_point(|c| *c < target).min(n - 1)
+                    Some(rng.gen::<f64>() * potential)
                 } else {
-                    rng.gen_range(0..n)
+                    None
                 }
             })
             .collect();
-        // Each row's distance to its nearest centre with each candidate
-        // added, row-major (`trials` values per row).
+        let candidates = draw_rows(&closest, &targets, || rng.gen_range(0..n));
         // Feature-major (`candidates_t[f * trials + t]`).
         let candidates_t: Vec<f64> = (0..d)
             .flat_map(|f| candidates.iter().map(move |c| xs[c * d + f]))
             .collect();
-        let closest_slice = closest.as_slice().expect("contiguous");
-        let mut with_candidates = vec![0.0; n * trials];
-        with_candidates
-            .par_chunks_mut(CHUNK_ROWS * trials)
-            .zip(xs.par_chunks(CHUNK_ROWS * d))
-            .zip(closest_slice.par_chunks(CHUNK_ROWS))
-            .for_each(|((out, rows), closest)| match trials {
-                3 => nearest_with_candidates::<3>(rows, d, &candidates_t, closest, out),
-                4 => nearest_with_candidates::<4>(rows, d, &candidates_t, closest, out),
-                _ => nearest_with_candidates::<0>(rows, d, &candidates_t, closest, out),
-            });
-        // Each candidate's potential, all in one pass (each a sum in row
-        // order, as one pass per candidate would give).
+        // Each candidate's potential: the rows' distances to their nearest
+        // centre with it added, a block at a time, each total a sum in row
+        // order (as one pass per candidate would give).
         let mut totals = vec![0.0; trials];
-        for row in with_candidates.chunks_exact(trials) {
-            for (total, value) in totals.iter_mut().zip(row) {
-                *total += value;
+        for (rows, nearest) in xs
+            .chunks(CANDIDATE_BLOCK_ROWS * d)
+            .zip(closest.chunks(CANDIDATE_BLOCK_ROWS))
+        {
+            let values = &mut block[..nearest.len() * trials];
+            values
+                .par_chunks_mut(CHUNK_ROWS * trials)
+                .zip(rows.par_chunks(CHUNK_ROWS * d))
+                .zip(nearest.par_chunks(CHUNK_ROWS))
+                .for_each(|((out, rows), nearest)| match trials {
+                    3 => nearest_with_candidates::<3>(rows, d, &candidates_t, nearest, out),
+                    4 => nearest_with_candidates::<4>(rows, d, &candidates_t, nearest, out),
+                    _ => nearest_with_candidates::<0>(rows, d, &candidates_t, nearest, out),
+                });
+            for row in values.chunks_exact(trials) {
+                for (total, value) in totals.iter_mut().zip(row) {
+                    *total += value;
+                }
             }
         }
         let mut best: Option<(f64, usize)> = None;
@@ -457,15 +461,55 @@ pub fn kmeans_plus_plus(x: ArrayView2<f64>, k: usize, rng: &mut ChaCha8Rng) -> A
         }
         if let Some((_, t)) = best {
             centres.row_mut(c).assign(&x.row(candidates[t]));
-            closest = with_candidates
-                .iter()
-                .skip(t)
-                .step_by(trials)
-                .copied()
-                .collect();
+            // The chosen candidate's distances again, alone: the same sums
+            // in the same order, so the same values as in its column above.
+            let chosen: Vec<f64> = (0..d).map(|f| candidates_t[f * trials + t]).collect();
+            closest
+                .par_chunks_mut(CHUNK_ROWS)
+                .zip(xs.par_chunks(CHUNK_ROWS * d))
+                .for_each(|(nearest, rows)| {
+                    nearest_with_candidates::<1>(rows, d, &chosen, &nearest.to_vec(), nearest);
+                });
         }
     }
     centres
+}
+
+/// The rows drawn for `targets` (each a point on the running sum of
+/// `weights`: the first row whose running sum reaches it, at most the last
+/// row), in one scan; a `None` target (no weight at all) draws `uniform()`.
+fn draw_rows(
+    weights: &[f64],
+    targets: &[Option<f64>],
+    mut uniform: impl FnMut() -> usize,
+) -> Vec<usize> {
+    let last = weights.len().saturating_sub(1);
+    let mut order: Vec<usize> = (0..targets.len())
+        .filter(|t| targets[*t].is_some())
+        .collect();
+    order.sort_by(|a, b| {
+        targets[*a]
+            .unwrap_or(0.0)
+            .total_cmp(&targets[*b].unwrap_or(0.0))
+    });
+    let mut rows = vec![last; targets.len()];
+    let mut pending = order.into_iter().peekable();
+    let mut total = 0.0;
+    for (row, weight) in weights.iter().enumerate() {
+        total += weight;
+        while let Some(t) = pending.next_if(|t| targets[*t].is_some_and(|target| total >= target)) {
+            rows[t] = row;
+        }
+        if pending.peek().is_none() {
+            break;
+        }
+    }
+    for (row, target) in rows.iter_mut().zip(targets) {
+        if target.is_none() {
+            *row = uniform();
+        }
+    }
+    rows
 }
 
 /// For each row: its squared distance to the nearest chosen centre with

@@ -14,7 +14,7 @@ mod hyperparams;
 pub mod lloyd;
 pub mod selection;
 
-pub use algorithm::{assign_to_centroids, label_means, Assignment, Segmentation};
+pub use algorithm::{assign_to_centroids, label_means, Assignment, Labelled, Segmentation};
 pub use errors::{SegmentationError, SegmentationParamsError};
 pub use hyperparams::{
     Precision, SegmentationParams, SegmentationValidParams, DEFAULT_MAX_N_ITERATIONS,

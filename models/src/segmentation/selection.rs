@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use super::algorithm::to_f32;
 use super::hyperparams::{Precision, SegmentationParams};
 use super::lloyd::{kmeans_plus_plus, lloyd};
-use super::{Segmentation, SegmentationError};
+use super::{Labelled, SegmentationError};
 
 /// Adjusted Rand index of two labellings of the same rows (1 = identical partitions).
 ///
@@ -273,8 +273,9 @@ pub struct KScore {
 pub struct Sweep {
     /// Scores, in the order of `ks`.
     pub scores: Vec<KScore>,
-    /// Full fits, in the same order.
-    pub fits: Vec<Segmentation>,
+    /// The fits, in the same order, each row with its label only
+    /// ([`Labelled::assign`] gives the chosen one's distances and margins).
+    pub fits: Vec<Labelled>,
 }
 
 /// Dot products of one row with every sample row, turned into Euclidean
@@ -316,10 +317,10 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
     // Every k at once (each has its own seeds, so the order of work does not
     // matter): the serial parts of one k's fits (k-means++'s cumulative sums,
     // the indices) overlap another k's parallel ones.
-    let per_k: Vec<(KScore, Segmentation)> = params
+    let per_k: Vec<(KScore, Labelled)> = params
         .ks
         .par_iter()
-        .map(|&k| -> Result<(KScore, Segmentation), SegmentationError> {
+        .map(|&k| -> Result<(KScore, Labelled), SegmentationError> {
             let fit = SegmentationParams::new(k)
                 .with_n_runs(params.n_runs)
                 .with_max_n_iterations(params.max_n_iterations)
@@ -328,7 +329,7 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
                 .with_precision(params.precision)
                 .check()?
                 .fit_rows(x, single.as_ref().map(Array2::view))?;
-            let labels = &fit.assignment.labels;
+            let labels = &fit.labels;
             let size = params.bootstrap_size.min(n);
             let stabilities: Vec<f64> = (0..params.n_bootstrap)
                 .into_par_iter()
@@ -381,11 +382,8 @@ pub fn sweep(x: ArrayView2<f64>, params: &SweepParams) -> Result<Sweep, Segmenta
             Ok((score, fit))
         })
         .collect::<Result<_, _>>()?;
-    let (mut scores, fits): (Vec<KScore>, Vec<Segmentation>) = per_k.into_iter().unzip();
-    let labelings: Vec<&[usize]> = fits
-        .iter()
-        .map(|f| f.assignment.labels.as_slice())
-        .collect();
+    let (mut scores, fits): (Vec<KScore>, Vec<Labelled>) = per_k.into_iter().unzip();
+    let labelings: Vec<&[usize]> = fits.iter().map(|f| f.labels.as_slice()).collect();
     for (score, value) in scores
         .iter_mut()
         .zip(silhouettes(x, &labelings, &silhouette_rows))
