@@ -30,6 +30,17 @@ fn properties() -> WriterProperties {
 
 /// Writes `batches` (all of `schema`) to `path`, atomically.
 pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<()> {
+    write_parquet_batches(path, schema, batches.iter().cloned().map(Ok))
+}
+
+/// Writes batches to `path` as they are produced (only the batch at hand
+/// and the row group being encoded are in memory), atomically: a batch that
+/// cannot be built stops the write and leaves nothing under `path`.
+pub fn write_parquet_batches(
+    path: &Path,
+    schema: Arc<Schema>,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<()> {
     let temporary = temporary_sibling(path);
     let result = (|| {
         let file = fs_err::File::create(&temporary).map_err(|source| DataError::Io {
@@ -43,7 +54,7 @@ pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) 
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(properties())).map_err(parquet_error)?;
         for batch in batches {
-            writer.write(batch).map_err(parquet_error)?;
+            writer.write(&batch?).map_err(parquet_error)?;
         }
         let file = writer.into_inner().map_err(parquet_error)?;
         file.sync_all().map_err(|source| DataError::Io {

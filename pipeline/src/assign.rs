@@ -188,7 +188,7 @@ pub fn assign(
     if let Some(row) = segment_id.iter().position(Option::is_none) {
         anyhow::bail!(
             "partner `{}` matched a rule whose segment the run does not have",
-            partners.ids[row]
+            &partners.ids[row]
         );
     }
     let ids: Vec<u32> = segment_id.into_iter().flatten().collect();
@@ -199,9 +199,7 @@ pub fn assign(
             .unwrap_or_else(|| (format!("Segment {id}"), "kmeans".to_string()))
     };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(
-            partners.ids.iter().map(String::as_str).collect::<Vec<_>>(),
-        )),
+        Arc::new(StringArray::from(partners.ids.iter().collect::<Vec<_>>())),
         Arc::new(UInt32Array::from(ids.clone())),
         Arc::new(StringArray::from(
             ids.iter().map(|id| name_of(id).0).collect::<Vec<_>>(),

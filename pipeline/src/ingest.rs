@@ -26,6 +26,7 @@ use segtune_data::schema::{is_numeric, is_text, COST, PARTNER_ID, SCHEME_ID, SEG
 use segtune_data::{PartnerId, SchemeId};
 
 use crate::config::{LimitSettings, RunSettings};
+use crate::ids::PartnerIds;
 
 /// Most problems listed in an error message; the rest are counted.
 pub const MAX_PROBLEMS_SHOWN: usize = 50;
@@ -119,7 +120,7 @@ pub struct CategoricalColumn {
 #[derive(Debug, Clone)]
 pub struct PartnersTable {
     /// Partner ids, one per row, unique.
-    pub ids: Vec<String>,
+    pub ids: PartnerIds,
     /// Numeric features in configured order.
     pub numeric: Vec<NumericColumn>,
     /// Revenue column (for shares), when it is not one of the features.
@@ -604,11 +605,19 @@ fn read_table(
     Some(table)
 }
 
-/// Checks the key column: non-null, a valid id, unique. Returns the ids (None where invalid).
-fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<String>> {
+/// Checks the key column: non-null, a valid id, unique. Returns the ids
+/// (empty where invalid).
+fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> PartnerIds {
     let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(table.n_rows);
     let keys = table.strings(PARTNER_ID);
-    let mut out = Vec::with_capacity(keys.len());
+    let bytes = table
+        .columns
+        .get(PARTNER_ID)
+        .into_iter()
+        .flatten()
+        .map(|array| array.as_string::<i32>().values().len())
+        .sum();
+    let mut out = PartnerIds::with_capacity(keys.len(), bytes);
     for (row, key) in keys.iter().enumerate() {
         let located = |message: String, partner: Option<&str>| {
             let (file, file_row) = table.locate(row);
@@ -623,12 +632,12 @@ fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<Strin
         match key {
             None => {
                 problems.push(located("partner_id is null".into(), None));
-                out.push(None);
+                out.push("");
             }
             Some(id) => {
                 if let Err(error) = PartnerId::try_new(*id) {
                     problems.push(located(error.to_string(), None));
-                    out.push(None);
+                    out.push("");
                     continue;
                 }
                 if let Some(previous) = first_seen.get(id) {
@@ -640,28 +649,55 @@ fn check_keys(table: &RawTable, problems: &mut Vec<Problem>) -> Vec<Option<Strin
                         ),
                         Some(id),
                     ));
-                    out.push(None);
+                    out.push("");
                     continue;
                 }
                 first_seen.insert(id, row);
-                out.push(Some((*id).to_string()));
+                out.push(id);
             }
         }
     }
     out
 }
 
+/// The partner of each row of a table, for messages.
+trait RowKeys {
+    /// The row's partner_id, when it has a valid one.
+    fn key(&self, row: usize) -> Option<&str>;
+}
+
+impl RowKeys for PartnerIds {
+    fn key(&self, row: usize) -> Option<&str> {
+        self.get(row).filter(|id| !id.is_empty())
+    }
+}
+
+impl RowKeys for [Option<&str>] {
+    fn key(&self, row: usize) -> Option<&str> {
+        self.get(row).copied().flatten()
+    }
+}
+
 /// Checks a numeric column for NaN and infinity; returns it with NaN for null.
 fn check_numeric(
     table: &RawTable,
     name: &str,
-    keys: &[Option<impl AsRef<str>>],
+    keys: &(impl RowKeys + ?Sized),
     null_allowed: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<f64> {
-    let values = table.floats(name);
-    let mut out = Vec::with_capacity(values.len());
-    for (row, value) in values.iter().enumerate() {
+    let values = table
+        .columns
+        .get(name)
+        .into_iter()
+        .flatten()
+        .flat_map(|array| {
+            array
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .iter()
+        });
+    let mut out = Vec::with_capacity(table.n_rows);
+    for (row, value) in values.enumerate() {
         let bad = match value {
             None if !null_allowed => Some("value is null".to_string()),
             Some(v) if v.is_nan() => {
@@ -676,9 +712,7 @@ fn check_numeric(
                 file,
                 column: Some(name.into()),
                 row: Some(file_row),
-                partner_id: keys
-                    .get(row)
-                    .and_then(|k| k.as_ref().map(|k| k.as_ref().to_string())),
+                partner_id: keys.key(row).map(str::to_string),
                 message,
             });
         }
@@ -783,11 +817,15 @@ pub fn read_partners(
         role: Role::Text,
         required: true,
     }));
-    let table = read_table(path, &specs, limits, problems)?;
+    let mut table = read_table(path, &specs, limits, problems)?;
     let keys = check_keys(&table, problems);
+    table.columns.remove(PARTNER_ID);
     let mut numeric = Vec::new();
+    // Each column's Arrow arrays are freed once it is converted, so that the
+    // table is never held twice.
     for name in &numeric_names {
         let values = check_numeric(&table, name, &keys, true, problems);
+        table.columns.remove(name);
         if values.iter().all(|v| v.is_nan()) {
             problems.push(Problem {
                 file: path.to_path_buf(),
@@ -816,11 +854,14 @@ pub fn read_partners(
     let categorical = features
         .categorical
         .iter()
-        .map(|name| categorical(name, table.strings(name)))
+        .map(|name| {
+            let column = categorical(name, table.strings(name));
+            table.columns.remove(name);
+            column
+        })
         .collect();
-    let ids = keys.into_iter().map(Option::unwrap_or_default).collect();
     Some(PartnersTable {
-        ids,
+        ids: keys,
         numeric,
         revenue,
         categorical,
@@ -832,7 +873,7 @@ pub fn read_partners(
 fn align(
     table: &RawTable,
     index: &HashMap<&str, u32>,
-    ids: &[String],
+    ids: &PartnerIds,
     problems: &mut Vec<Problem>,
 ) -> Vec<Option<u32>> {
     let keys = table.strings(PARTNER_ID);
@@ -864,7 +905,7 @@ fn align(
         let guess = next_guess;
         let guessed = ids
             .get(guess)
-            .filter(|candidate| candidate.as_str() == *id)
+            .filter(|candidate| candidate == id)
             .map(|_| guess as u32);
         let Some(partner_row) = guessed.or_else(|| index.get(id).copied()) else {
             problems.push(located(
@@ -923,14 +964,14 @@ fn assignment_specs() -> [ColumnSpec; 4] {
 fn read_assignments(
     table: RawTable,
     index: &HashMap<&str, u32>,
-    ids: &[String],
+    ids: &PartnerIds,
     problems: &mut Vec<Problem>,
 ) -> AssignmentsTable {
     let rows = align(&table, index, ids, problems);
     // Borrowed ids, for messages only.
     let keys = table.strings(PARTNER_ID);
     let schemes_raw = table.strings(SCHEME_ID);
-    let cost = check_numeric(&table, COST, &keys, false, problems);
+    let cost = check_numeric(&table, COST, keys.as_slice(), false, problems);
     let segment_raw = if table.columns.contains_key(SEGMENT_ID) {
         table.floats(SEGMENT_ID)
     } else {
@@ -1032,7 +1073,7 @@ fn read_outcomes(
     table: RawTable,
     names: &[String],
     index: &HashMap<&str, u32>,
-    ids: &[String],
+    ids: &PartnerIds,
     problems: &mut Vec<Problem>,
 ) -> OutcomesTable {
     let rows = align(&table, index, ids, problems);
@@ -1042,7 +1083,7 @@ fn read_outcomes(
         .iter()
         .map(|name| NumericColumn {
             name: name.clone(),
-            values: check_numeric(&table, name, &keys, true, problems),
+            values: check_numeric(&table, name, keys.as_slice(), true, problems),
         })
         .collect();
     let keep: Vec<usize> = (0..table.n_rows).filter(|r| rows[*r].is_some()).collect();
@@ -1076,13 +1117,14 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
             let mut index = HashMap::with_capacity(p.ids.len());
             for (row, id) in p.ids.iter().enumerate() {
                 if !id.is_empty() {
-                    index.insert(id.as_str(), row as u32);
+                    index.insert(id, row as u32);
                 }
             }
             index
         })
         .unwrap_or_default();
-    let ids: &[String] = partners.as_ref().map_or(&[], |p| &p.ids);
+    let no_ids = PartnerIds::default();
+    let ids: &PartnerIds = partners.as_ref().map_or(&no_ids, |p| &p.ids);
     // With an unreadable partners table, assignments and outcomes are still
     // checked on their own, so that one run reports everything.
     let assignments = settings.inputs.assignments.as_ref().and_then(|path| {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use segtune_data::parquet_io::write_parquet;
+use segtune_data::parquet_io::{write_parquet, write_parquet_batches};
 use segtune_data::schema;
 
 use crate::draw::NextAssignments;
@@ -38,6 +38,28 @@ fn write(
     Ok(())
 }
 
+/// Rows per record batch of the tables with a row per partner: their Arrow
+/// columns are built one batch at a time (a multiple of the Parquet
+/// writer's 1,024-row mini-batches, so the file is the same bytes as from
+/// one batch).
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Writes a table of `n` rows whose columns `columns(rows)` builds for a
+/// range of rows, one batch of [`BATCH_ROWS`] at a time.
+fn write_rows(
+    path: &Path,
+    schema: Arc<arrow_schema::Schema>,
+    n: usize,
+    columns: impl Fn(std::ops::Range<usize>) -> Vec<ArrayRef>,
+) -> anyhow::Result<()> {
+    let batches = (0..n.div_ceil(BATCH_ROWS).max(1)).map(|batch| {
+        let rows = batch * BATCH_ROWS..((batch + 1) * BATCH_ROWS).min(n);
+        Ok(RecordBatch::try_new(schema.clone(), columns(rows))?)
+    });
+    write_parquet_batches(path, schema.clone(), batches)?;
+    Ok(())
+}
+
 /// `segments.parquet`.
 pub fn write_segments(
     dir: &Path,
@@ -45,38 +67,48 @@ pub fn write_segments(
     segments: &Segments,
 ) -> anyhow::Result<()> {
     let info = |row: usize| &segments.segments[segments.member[row]];
-    let n = partners.ids.len();
-    write(
+    write_rows(
         &dir.join("segments.parquet"),
         schema::segments(),
-        vec![
-            array(partners.ids.iter().map(String::as_str), StringArray::from),
-            array((0..n).map(|r| info(r).id), UInt32Array::from),
-            array((0..n).map(|r| info(r).name.as_str()), StringArray::from),
-            array(
-                (0..n).map(|r| {
-                    if segments.pinned[r] {
-                        crate::segment::SOURCE_OVERRIDE
-                    } else {
-                        info(r).source.as_str()
-                    }
-                }),
-                StringArray::from,
-            ),
-            array(segments.distance.iter().copied(), Float64Array::from),
-            array(
-                segments
-                    .second
-                    .iter()
-                    .map(|s| s.map(|index| segments.segments[index].id)),
-                UInt32Array::from,
-            ),
-            array(segments.margin.iter().copied(), Float64Array::from),
-            array(
-                segments.previous_segment_id.iter().copied(),
-                UInt32Array::from,
-            ),
-        ],
+        partners.ids.len(),
+        |rows| {
+            vec![
+                array(partners.ids.range(rows.clone()), StringArray::from),
+                array(rows.clone().map(|r| info(r).id), UInt32Array::from),
+                array(
+                    rows.clone().map(|r| info(r).name.as_str()),
+                    StringArray::from,
+                ),
+                array(
+                    rows.clone().map(|r| {
+                        if segments.pinned[r] {
+                            crate::segment::SOURCE_OVERRIDE
+                        } else {
+                            info(r).source.as_str()
+                        }
+                    }),
+                    StringArray::from,
+                ),
+                array(
+                    segments.distance[rows.clone()].iter().copied(),
+                    Float64Array::from,
+                ),
+                array(
+                    segments.second[rows.clone()]
+                        .iter()
+                        .map(|s| s.map(|index| segments.segments[index].id)),
+                    UInt32Array::from,
+                ),
+                array(
+                    segments.margin[rows.clone()].iter().copied(),
+                    Float64Array::from,
+                ),
+                array(
+                    segments.previous_segment_id[rows].iter().copied(),
+                    UInt32Array::from,
+                ),
+            ]
+        },
     )
 }
 
@@ -282,15 +314,24 @@ pub fn write_assignments_next(
     partners: &PartnersTable,
     next: &NextAssignments,
 ) -> anyhow::Result<()> {
-    write(
+    write_rows(
         &dir.join("assignments_next.parquet"),
         schema::assignments_next(),
-        vec![
-            array(partners.ids.iter().map(String::as_str), StringArray::from),
-            array(next.segment_id.iter().copied(), UInt32Array::from),
-            array(next.scheme_id.iter().map(String::as_str), StringArray::from),
-            array(next.holdout_streak.iter().copied(), UInt32Array::from),
-        ],
+        partners.ids.len(),
+        |rows| {
+            vec![
+                array(partners.ids.range(rows.clone()), StringArray::from),
+                array(
+                    next.segment_id[rows.clone()].iter().copied(),
+                    UInt32Array::from,
+                ),
+                array(
+                    next.scheme_id[rows.clone()].iter().map(String::as_str),
+                    StringArray::from,
+                ),
+                array(next.holdout_streak[rows].iter().copied(), UInt32Array::from),
+            ]
+        },
     )
 }
 

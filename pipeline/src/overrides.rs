@@ -353,7 +353,7 @@ impl Overrides {
             .ids
             .iter()
             .enumerate()
-            .map(|(row, id)| (id.as_str(), row))
+            .map(|(row, id)| (id, row))
             .collect();
         for (i, pin) in self.pin_partners.iter().enumerate() {
             let Some(&target) = index_of.get(&pin.segment) else {

@@ -144,7 +144,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         let clustered_rows: Vec<usize> = (0..inputs.partners.ids.len())
             .filter(|r| matches.rule_of[*r].is_none())
             .collect();
-        let features = stages.time("features", || {
+        let mut features = stages.time("features", || {
             features::build(&inputs.partners, &clustered_rows, &settings.features)
         })?;
         let mut segments = stages.time("segment", || {
@@ -158,6 +158,9 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 settings,
             )
         })?;
+        // The scaled matrix is not needed past the segment stage (the model
+        // keeps its names and transform): freed before the outputs are built.
+        features.matrix = ndarray::Array2::zeros((0, 0));
         let approval = options.approval.as_ref();
         let applied = match approval {
             Some(a) => a

@@ -144,7 +144,7 @@ fn clustered_only(partners: &PartnersTable, truth: &Path) -> (PartnersTable, Vec
         })
         .collect();
     let mut subset = partners.clone();
-    subset.ids = rows.iter().map(|r| partners.ids[*r].clone()).collect();
+    subset.ids = rows.iter().map(|r| &partners.ids[*r]).collect();
     for column in &mut subset.numeric {
         column.values = rows.iter().map(|r| column.values[*r]).collect();
     }
