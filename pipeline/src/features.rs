@@ -75,7 +75,7 @@ pub fn build(
     let transform = FeatureTransform::fit(&columns, &categorical, options)?;
     let slices: Vec<&[f64]> = columns.iter().map(|c| c.values).collect();
     let categorical_values: Vec<Vec<Option<&str>>> =
-        categorical.iter().map(|c| c.values.clone()).collect();
+        categorical.into_iter().map(|c| c.values).collect();
     let matrix = transform.apply(&slices, &categorical_values)?;
     Ok(FeatureMatrix {
         names: transform.output_names(),

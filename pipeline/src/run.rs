@@ -149,7 +149,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         })?;
         let mut segments = stages.time("segment", || {
             segment(
-                &features,
+                &mut features,
                 &clustered_rows,
                 &rules,
                 &matches,
@@ -158,9 +158,6 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 settings,
             )
         })?;
-        // The scaled matrix is not needed past the segment stage (the model
-        // keeps its names and transform): freed before the outputs are built.
-        features.matrix = ndarray::Array2::zeros((0, 0));
         let approval = options.approval.as_ref();
         let applied = match approval {
             Some(a) => a

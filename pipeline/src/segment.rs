@@ -252,9 +252,11 @@ pub fn sweep_params(settings: &RunSettings) -> SweepParams {
 }
 
 /// Segments the partners: sweeps k (or uses the fixed k), chooses by the
-/// documented rule, and gives the segments ids and names.
+/// documented rule, and gives the segments ids and names. Takes the scaled
+/// matrix out of `features` (its names and transform stay) and frees it once
+/// every row is assigned, before the per-partner vectors are built.
 pub fn segment(
-    features: &FeatureMatrix,
+    features: &mut FeatureMatrix,
     clustered_rows: &[usize],
     rules: &[crate::rules::Rule],
     matches: &crate::rules::RuleMatches,
@@ -265,7 +267,8 @@ pub fn segment(
     let config = &settings.segments;
     let sweep_params = sweep_params(settings);
     let ks = sweep_params.ks.clone();
-    let swept = sweep(features.matrix.view(), &sweep_params).context("k-means failed")?;
+    let matrix = std::mem::take(&mut features.matrix);
+    let swept = sweep(matrix.view(), &sweep_params).context("k-means failed")?;
     let gates = Gates {
         min_share: config.min_share,
         min_stability: config.min_stability,
@@ -328,7 +331,8 @@ pub fn segment(
         .into_iter()
         .nth(index)
         .context("the chosen fit")?
-        .assign(features.matrix.view());
+        .assign(matrix.view());
+    drop(matrix);
     let n_kmeans = fitted.centroids.nrows();
     let previous_segment_id: Vec<Option<u32>> = partners
         .ids

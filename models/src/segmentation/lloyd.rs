@@ -463,12 +463,14 @@ pub fn kmeans_plus_plus(x: ArrayView2<f64>, k: usize, rng: &mut ChaCha8Rng) -> A
             centres.row_mut(c).assign(&x.row(candidates[t]));
             // The chosen candidate's distances again, alone: the same sums
             // in the same order, so the same values as in its column above.
-            let chosen: Vec<f64> = (0..d).map(|f| candidates_t[f * trials + t]).collect();
+            let chosen = x.row(candidates[t]).to_vec();
             closest
                 .par_chunks_mut(CHUNK_ROWS)
                 .zip(xs.par_chunks(CHUNK_ROWS * d))
                 .for_each(|(nearest, rows)| {
-                    nearest_with_candidates::<1>(rows, d, &chosen, &nearest.to_vec(), nearest);
+                    for (row, nearest) in rows.chunks_exact(d).zip(nearest) {
+                        *nearest = nearest.min(squared(row, &chosen));
+                    }
                 });
         }
     }

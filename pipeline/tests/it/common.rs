@@ -458,3 +458,35 @@ pub fn segment_of(path: &Path) -> std::collections::HashMap<String, u32> {
         })
         .collect()
 }
+
+/// Rewrites a table (one file or a folder of part files) as one file with
+/// row groups of `rows` rows.
+pub fn rewrite_with_row_groups(input: &Path, target: &Path, rows: usize) {
+    let mut files: Vec<PathBuf> = if input.is_dir() {
+        std::fs::read_dir(input)
+            .expect("folder")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+            .collect()
+    } else {
+        vec![input.to_path_buf()]
+    };
+    files.sort();
+    let batches: Vec<RecordBatch> = files.iter().flat_map(|file| read(file).1).collect();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows))
+        .build();
+    let handle = std::fs::File::create(target).expect("create");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(handle, batches[0].schema(), Some(properties))
+            .expect("writer");
+    for batch in &batches {
+        writer.write(batch).expect("write");
+    }
+    let metadata = writer.close().expect("close");
+    assert!(
+        metadata.row_groups().len() > 3,
+        "{} row groups",
+        metadata.row_groups().len()
+    );
+}

@@ -3,6 +3,7 @@
 //! what was (not) written.
 
 mod assign_cli;
+mod bounded_ingest;
 mod choose_k;
 mod common;
 mod config_cli;

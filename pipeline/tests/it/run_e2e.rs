@@ -9,8 +9,8 @@ use arrow_array::RecordBatch;
 use segtune_data::schema;
 
 use crate::common::{
-    assert_mentions, floats, generate_into, listing, read, run, segment_of, segtune, segtune_run,
-    strings, u32s, u64s,
+    assert_mentions, floats, generate_into, listing, read, rewrite_with_row_groups, run,
+    segment_of, segtune, segtune_run, strings, u32s, u64s,
 };
 
 fn demo(dir: &Path, partners: usize) -> PathBuf {
@@ -224,38 +224,6 @@ fn f32_iterations_give_the_f64_segments_and_are_recorded() {
         same as f64 >= 0.995 * s64.len() as f64,
         "{same} of {} partners in the same segment",
         s64.len()
-    );
-}
-
-/// Rewrites a table (one file or a folder of part files) as one file with
-/// row groups of `rows` rows.
-fn rewrite_with_row_groups(input: &Path, target: &Path, rows: usize) {
-    let mut files: Vec<PathBuf> = if input.is_dir() {
-        std::fs::read_dir(input)
-            .expect("folder")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
-            .collect()
-    } else {
-        vec![input.to_path_buf()]
-    };
-    files.sort();
-    let batches: Vec<RecordBatch> = files.iter().flat_map(|file| read(file).1).collect();
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows))
-        .build();
-    let handle = std::fs::File::create(target).expect("create");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(handle, batches[0].schema(), Some(properties))
-            .expect("writer");
-    for batch in &batches {
-        writer.write(batch).expect("write");
-    }
-    let metadata = writer.close().expect("close");
-    assert!(
-        metadata.row_groups().len() > 3,
-        "{} row groups",
-        metadata.row_groups().len()
     );
 }
 
