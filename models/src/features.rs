@@ -235,20 +235,46 @@ impl ColumnTransform {
     }
 }
 
+/// A column's values in row order, or at the selected rows in their order.
+fn selected<'a>(
+    values: &'a [f64],
+    selection: Option<&'a [usize]>,
+) -> impl Iterator<Item = f64> + 'a {
+    let (all, some) = match selection {
+        None => (Some(values.iter().copied()), None),
+        Some(rows) => (None, Some(rows.iter().map(|row| values[*row]))),
+    };
+    all.into_iter().flatten().chain(some.into_iter().flatten())
+}
+
+/// Checks a column's length: `rows` values, or (with a selection) every
+/// selected row within the column.
+fn check_rows(
+    name: &str,
+    length: usize,
+    rows: usize,
+    selection: Option<&[usize]>,
+) -> Result<(), FeatureError> {
+    match selection {
+        None if length != rows => Err(FeatureError::Shape(format!(
+            "column `{name}` has {length} rows, expected {rows}"
+        ))),
+        Some(selected) if selected.iter().any(|row| *row >= length) => Err(FeatureError::Shape(
+            format!("column `{name}` has {length} rows, fewer than the rows selected"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Fits one numeric column: its transform's parameters, the median that
 /// imputes it, and its centre and scale.
 fn fit_column(
     spec: &ColumnSpec,
     rows: usize,
+    selection: Option<&[usize]>,
     options: TransformOptions,
 ) -> Result<ColumnTransform, FeatureError> {
-    if spec.values.len() != rows {
-        return Err(FeatureError::Shape(format!(
-            "column `{}` has {} rows, expected {rows}",
-            spec.name,
-            spec.values.len()
-        )));
-    }
+    check_rows(spec.name, spec.values.len(), rows, selection)?;
     let parameter = |message: String| FeatureError::Parameter {
         column: spec.name.to_string(),
         message,
@@ -259,10 +285,7 @@ fn fit_column(
             spec.weight
         )));
     }
-    let mut present: Vec<f64> = spec
-        .values
-        .iter()
-        .copied()
+    let mut present: Vec<f64> = selected(spec.values, selection)
         .filter(|v| !v.is_nan())
         .collect();
     if present.is_empty() {
@@ -299,7 +322,9 @@ fn fit_column(
         }
         Transform::None | Transform::Log1p => {}
     }
-    let transformed: Vec<f64> = spec.values.iter().map(|v| column.transform(*v)).collect();
+    let transformed: Vec<f64> = selected(spec.values, selection)
+        .map(|v| column.transform(v))
+        .collect();
     column.median = median(&transformed).unwrap_or(0.0);
     let imputed: Vec<f64> = transformed
         .iter()
@@ -333,7 +358,31 @@ impl FeatureTransform {
         categorical: &[CategoricalSpec],
         options: TransformOptions,
     ) -> Result<Self, FeatureError> {
-        let rows = columns.first().map_or(0, |c| c.values.len());
+        Self::fit_impl(columns, categorical, options, None)
+    }
+
+    /// [`Self::fit`] on the selected rows of the numeric columns (in the
+    /// selection's order, without copying them); the one-hot groups give one
+    /// value per selected row.
+    pub fn fit_selected(
+        columns: &[ColumnSpec],
+        categorical: &[CategoricalSpec],
+        options: TransformOptions,
+        rows: &[usize],
+    ) -> Result<Self, FeatureError> {
+        Self::fit_impl(columns, categorical, options, Some(rows))
+    }
+
+    fn fit_impl(
+        columns: &[ColumnSpec],
+        categorical: &[CategoricalSpec],
+        options: TransformOptions,
+        selection: Option<&[usize]>,
+    ) -> Result<Self, FeatureError> {
+        let rows = selection.map_or_else(
+            || columns.first().map_or(0, |c| c.values.len()),
+            <[usize]>::len,
+        );
         if rows == 0 || columns.is_empty() {
             return Err(FeatureError::Empty {
                 rows,
@@ -344,7 +393,7 @@ impl FeatureTransform {
         // order) is the error reported.
         let fitted = columns
             .par_iter()
-            .map(|spec| fit_column(spec, rows, options))
+            .map(|spec| fit_column(spec, rows, selection, options))
             .collect::<Vec<_>>()
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
@@ -406,6 +455,27 @@ impl FeatureTransform {
         columns: &[&[f64]],
         categorical: &[Vec<Option<&str>>],
     ) -> Result<Array2<f64>, FeatureError> {
+        self.apply_impl(columns, categorical, None)
+    }
+
+    /// [`Self::apply`] to the selected rows of the numeric columns (one
+    /// matrix row per selected row, in that order, without copying the
+    /// columns); the one-hot values are one per selected row.
+    pub fn apply_selected(
+        &self,
+        columns: &[&[f64]],
+        categorical: &[Vec<Option<&str>>],
+        rows: &[usize],
+    ) -> Result<Array2<f64>, FeatureError> {
+        self.apply_impl(columns, categorical, Some(rows))
+    }
+
+    fn apply_impl(
+        &self,
+        columns: &[&[f64]],
+        categorical: &[Vec<Option<&str>>],
+        selection: Option<&[usize]>,
+    ) -> Result<Array2<f64>, FeatureError> {
         if columns.len() != self.columns.len() || categorical.len() != self.one_hot.len() {
             return Err(FeatureError::Shape(format!(
                 "{} numeric and {} categorical columns given, {} and {} fitted",
@@ -415,20 +485,14 @@ impl FeatureTransform {
                 self.one_hot.len()
             )));
         }
-        let rows = columns.first().map_or(0, |c| c.len());
+        let rows = selection.map_or_else(|| columns.first().map_or(0, |c| c.len()), <[usize]>::len);
         let width = self.output_names().len();
         let mut matrix = Array2::zeros((rows, width));
         let mut j = 0;
         for (values, fitted) in columns.iter().zip(&self.columns) {
-            if values.len() != rows {
-                return Err(FeatureError::Shape(format!(
-                    "column `{}` has {} rows, expected {rows}",
-                    fitted.name,
-                    values.len()
-                )));
-            }
-            for (i, value) in values.iter().enumerate() {
-                matrix[[i, j]] = fitted.scaled(*value);
+            check_rows(&fitted.name, values.len(), rows, selection)?;
+            for (i, value) in selected(values, selection).enumerate() {
+                matrix[[i, j]] = fitted.scaled(value);
                 if fitted.missing_indicator {
                     matrix[[i, j + 1]] = if value.is_nan() { fitted.weight } else { 0.0 };
                 }
@@ -625,5 +689,75 @@ mod tests {
         );
         // weight 2 doubles the standardised value: x = 1 -> (1 - 2) / 0.8165 * 2
         assert!((matrix[[0, 0]] - (-1.0 / (2.0f64 / 3.0).sqrt() * 2.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn selected_rows_are_fitted_and_scaled_as_their_copy() {
+        let revenue: Vec<f64> = (0..50)
+            .map(|i| if i % 7 == 3 { f64::NAN } else { (i * i) as f64 })
+            .collect();
+        let rate: Vec<f64> = (0..50).map(|i| (i % 11) as f64 / 10.0).collect();
+        let rows: Vec<usize> = (0..50).filter(|i| i % 3 != 0).rev().collect();
+        let pick = |values: &[f64]| rows.iter().map(|r| values[*r]).collect::<Vec<f64>>();
+        let (revenue_copy, rate_copy) = (pick(&revenue), pick(&rate));
+        let kinds = [
+            Transform::Log1p,
+            Transform::Rank,
+            Transform::Winsorise {
+                low: 0.1,
+                high: 0.9,
+            },
+        ];
+        for (transform, scaling) in
+            kinds
+                .into_iter()
+                .zip([Scaling::Standard, Scaling::Robust, Scaling::Standard])
+        {
+            let options = TransformOptions {
+                scaling,
+                missing_indicators: true,
+            };
+            let copied = FeatureTransform::fit(
+                &[
+                    spec("revenue", &revenue_copy, transform),
+                    spec("rate", &rate_copy, Transform::None),
+                ],
+                &[],
+                options,
+            )
+            .expect("fits");
+            let selected = FeatureTransform::fit_selected(
+                &[
+                    spec("revenue", &revenue, transform),
+                    spec("rate", &rate, Transform::None),
+                ],
+                &[],
+                options,
+                &rows,
+            )
+            .expect("fits");
+            assert_eq!(copied, selected);
+            let from_copy = copied
+                .apply(&[&revenue_copy, &rate_copy], &[])
+                .expect("applies");
+            let from_selection = selected
+                .apply_selected(&[&revenue, &rate], &[], &rows)
+                .expect("applies");
+            assert!(from_copy
+                .iter()
+                .map(|v| v.to_bits())
+                .eq(from_selection.iter().map(|v| v.to_bits())));
+        }
+        // A selected row beyond the column is a shape error, not a panic.
+        let fitted = FeatureTransform::fit(
+            &[spec("rate", &rate, Transform::None)],
+            &[],
+            TransformOptions::default(),
+        )
+        .expect("fits");
+        assert!(matches!(
+            fitted.apply_selected(&[&rate], &[], &[3, 50]),
+            Err(FeatureError::Shape(_))
+        ));
     }
 }

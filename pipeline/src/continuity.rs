@@ -63,7 +63,7 @@ impl PreviousModel {
     /// The given partner rows in the previous run's scaled space; `None` when
     /// a column it was fitted on is not among this run's columns.
     pub fn transform_rows(&self, partners: &PartnersTable, rows: &[usize]) -> Option<Array2<f64>> {
-        let numeric: Vec<Vec<f64>> = self
+        let slices: Vec<&[f64]> = self
             .transform
             .columns
             .iter()
@@ -72,7 +72,7 @@ impl PreviousModel {
                     .numeric
                     .iter()
                     .find(|c| c.name == fitted.name)
-                    .map(|c| rows.iter().map(|r| c.values[*r]).collect())
+                    .map(|c| c.values.as_slice())
             })
             .collect::<Option<_>>()?;
         let categorical: Vec<Vec<Option<&str>>> = self
@@ -91,8 +91,10 @@ impl PreviousModel {
                     })
             })
             .collect::<Option<_>>()?;
-        let slices: Vec<&[f64]> = numeric.iter().map(Vec::as_slice).collect();
-        let matrix = self.transform.apply(&slices, &categorical).ok()?;
+        let matrix = self
+            .transform
+            .apply_selected(&slices, &categorical, rows)
+            .ok()?;
         (matrix.ncols() == self.centroids.ncols()).then_some(matrix)
     }
 }

@@ -31,18 +31,13 @@ pub fn build(
     rows: &[usize],
     settings: &FeatureSettings,
 ) -> anyhow::Result<FeatureMatrix> {
-    let subsets: Vec<Vec<f64>> = partners
-        .numeric
-        .iter()
-        .map(|c| rows.iter().map(|r| c.values[*r]).collect())
-        .collect();
+    // The columns whole, with the rows selected (no copy of the subset).
     let columns: Vec<ColumnSpec> = partners
         .numeric
         .iter()
-        .zip(&subsets)
-        .map(|(column, values)| ColumnSpec {
+        .map(|column| ColumnSpec {
             name: column.name.as_str(),
-            values: values.as_slice(),
+            values: column.values.as_slice(),
             transform: settings
                 .transforms
                 .get(&column.name)
@@ -72,11 +67,11 @@ pub fn build(
         scaling: settings.scaling,
         missing_indicators: settings.missing_indicators,
     };
-    let transform = FeatureTransform::fit(&columns, &categorical, options)?;
+    let transform = FeatureTransform::fit_selected(&columns, &categorical, options, rows)?;
     let slices: Vec<&[f64]> = columns.iter().map(|c| c.values).collect();
     let categorical_values: Vec<Vec<Option<&str>>> =
         categorical.into_iter().map(|c| c.values).collect();
-    let matrix = transform.apply(&slices, &categorical_values)?;
+    let matrix = transform.apply_selected(&slices, &categorical_values, rows)?;
     Ok(FeatureMatrix {
         names: transform.output_names(),
         matrix,

@@ -228,7 +228,13 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             "proposed"
         };
         stages.time("write", || {
-            outputs::write_segments(&dir, &inputs.partners, &segments)?;
+            // The two tables with a row per partner, encoded side by side.
+            let (written_segments, written_next) = rayon::join(
+                || outputs::write_segments(&dir, &inputs.partners, &segments),
+                || outputs::write_assignments_next(&dir, &inputs.partners, &next),
+            );
+            written_segments?;
+            written_next?;
             outputs::write_profiles(&dir, &inputs.partners.numeric.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), &profiles)?;
             outputs::write_lift(&dir, &evaluation.rows)?;
             outputs::write_power(&dir, &power)?;
@@ -245,7 +251,6 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             }
             outputs::write_json(&dir.join("posterior.json"), &tuned.posterior)?;
             outputs::write_migration(&dir, &segments)?;
-            outputs::write_assignments_next(&dir, &inputs.partners, &next)?;
             let model = serde_json::json!({
                 "features": features.names,
                 "transform": features.transform,
