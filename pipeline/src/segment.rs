@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use ndarray::Array2;
+use rayon::prelude::*;
 use segtune_models::segmentation::selection::{
     choose, gate_failures, sweep, Gates, KScore, SweepParams,
 };
@@ -541,9 +542,11 @@ pub struct SegmentProfile {
 pub fn profiles(partners: &PartnersTable, segments: &Segments) -> Vec<SegmentProfile> {
     let n = partners.ids.len() as f64;
     let total_revenue: f64 = partners.revenue.values.iter().filter(|v| !v.is_nan()).sum();
+    // Segments, and the columns within each, in parallel (every value is
+    // computed by one task, so the same on any number of threads).
     segments
         .segments
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(index, info)| {
             let rows: Vec<usize> = (0..segments.member.len())
@@ -554,19 +557,22 @@ pub fn profiles(partners: &PartnersTable, segments: &Segments) -> Vec<SegmentPro
                 .map(|r| partners.revenue.values[*r])
                 .filter(|v| !v.is_nan())
                 .sum();
-            let mut means = Vec::new();
-            let mut medians = Vec::new();
-            for column in &partners.numeric {
-                let values: Vec<f64> = rows
-                    .iter()
-                    .map(|r| column.values[*r])
-                    .filter(|v| !v.is_nan())
-                    .collect();
-                means.push(
-                    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
-                );
-                medians.push(segtune_models::features::median(&values));
-            }
+            let (means, medians): (Vec<Option<f64>>, Vec<Option<f64>>) = partners
+                .numeric
+                .par_iter()
+                .map(|column| {
+                    let values: Vec<f64> = rows
+                        .iter()
+                        .map(|r| column.values[*r])
+                        .filter(|v| !v.is_nan())
+                        .collect();
+                    (
+                        (!values.is_empty())
+                            .then(|| values.iter().sum::<f64>() / values.len() as f64),
+                        segtune_models::features::median(&values),
+                    )
+                })
+                .unzip();
             SegmentProfile {
                 id: info.id,
                 name: info.name.clone(),
