@@ -17,6 +17,7 @@ pub mod draw;
 pub mod evaluate;
 pub mod exit;
 pub mod features;
+pub mod fuzz;
 pub mod ids;
 pub mod ingest;
 pub mod manifest;

@@ -1,0 +1,54 @@
+//! The committed fuzz corpus (fuzz/corpus/TARGET/, every input cargo fuzz
+//! kept for new coverage, and fuzz/regressions/TARGET/, inputs that once
+//! crashed) replayed through the same entry points the fuzzers drive:
+//! none may panic. See fuzz/README.md for the fuzzing runs themselves.
+
+use std::path::PathBuf;
+
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut files: Vec<PathBuf> = ["corpus", "regressions"]
+        .iter()
+        .map(|kind| fuzz.join(kind).join(target))
+        .filter(|dir| dir.is_dir())
+        .flat_map(|dir| std::fs::read_dir(dir).expect("corpus folder"))
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str, entry: fn(&[u8]), at_least: usize) {
+    let files = inputs(target);
+    assert!(
+        files.len() >= at_least,
+        "{} inputs for `{target}`, expected at least {at_least}",
+        files.len()
+    );
+    for file in files {
+        let data = std::fs::read(&file).expect("input");
+        let result = std::panic::catch_unwind(|| entry(&data));
+        assert!(result.is_ok(), "`{}` panicked", file.display());
+    }
+}
+
+#[test]
+fn the_config_corpus_replays_without_a_panic() {
+    replay("config", segtune::fuzz::config, 2);
+}
+
+#[test]
+fn the_rule_corpus_replays_without_a_panic() {
+    replay("rule", segtune::fuzz::rule, 4);
+}
+
+#[test]
+fn the_overrides_corpus_replays_without_a_panic() {
+    replay("overrides", segtune::fuzz::overrides, 1);
+}
+
+#[test]
+fn the_parquet_corpus_replays_without_a_panic() {
+    replay("parquet", segtune::fuzz::parquet, 3);
+}

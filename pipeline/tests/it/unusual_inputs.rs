@@ -1,0 +1,226 @@
+//! Issue 11, valid but unusual inputs: the partners table written with
+//! every integer width, Float16/32/64, dictionary-encoded and large text,
+//! nulls in every column, row groups of 37 rows and pages of a few values,
+//! two part files with their columns in different orders, and partner ids
+//! in many scripts and lengths, reads exactly as the same table written
+//! plainly (Utf8 and Float64, one file).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use segtune::config::{Overrides, RunSettings};
+use segtune::ingest::ingest;
+
+use crate::common::{run, segtune};
+
+const ROWS: usize = 300;
+
+/// The numeric columns and the type each is written as.
+const NUMERIC: [(&str, DataType); 11] = [
+    ("n_i8", DataType::Int8),
+    ("n_i16", DataType::Int16),
+    ("n_i32", DataType::Int32),
+    ("n_i64", DataType::Int64),
+    ("n_u8", DataType::UInt8),
+    ("n_u16", DataType::UInt16),
+    ("n_u32", DataType::UInt32),
+    ("n_u64", DataType::UInt64),
+    ("n_f16", DataType::Float16),
+    ("n_f32", DataType::Float32),
+    ("n_f64", DataType::Float64),
+];
+
+/// Partner ids in many scripts and lengths (1 to 256 bytes), unique.
+fn partner_id(row: usize) -> String {
+    let stem = match row % 6 {
+        0 => "P".to_string(),
+        1 => "partenaire-é".to_string(),
+        2 => "合作伙伴".to_string(),
+        3 => "شريك".to_string(),
+        4 => "🙂".to_string(),
+        _ => "x".repeat(200),
+    };
+    let id = format!("{stem}{row}");
+    assert!(id.len() <= 256);
+    id
+}
+
+/// A value every numeric type holds exactly (small whole numbers, and
+/// halves for the floating ones), null every 7th row (shifted per column).
+fn value(row: usize, column: usize) -> Option<f64> {
+    if (row + column).is_multiple_of(7) {
+        return None;
+    }
+    let whole = ((row * 31 + column * 17) % 100) as f64;
+    Some(if column >= 8 { whole + 0.5 } else { whole })
+}
+
+fn tier(row: usize) -> Option<&'static str> {
+    [Some("gold"), Some("silver"), None, Some("registered")][row % 4]
+}
+
+/// The plain table: Utf8 and Float64 columns.
+fn plain_columns(rows: std::ops::Range<usize>) -> Vec<(String, ArrayRef)> {
+    let mut columns: Vec<(String, ArrayRef)> = vec![(
+        "partner_id".into(),
+        Arc::new(StringArray::from(
+            rows.clone().map(partner_id).collect::<Vec<_>>(),
+        )),
+    )];
+    for (j, (name, _)) in NUMERIC.iter().enumerate() {
+        columns.push((
+            (*name).into(),
+            Arc::new(Float64Array::from(
+                rows.clone().map(|r| value(r, j)).collect::<Vec<_>>(),
+            )),
+        ));
+    }
+    columns.push((
+        "tier".into(),
+        Arc::new(StringArray::from(rows.map(tier).collect::<Vec<_>>())),
+    ));
+    columns
+}
+
+fn write(path: &Path, columns: Vec<(String, ArrayRef)>, properties: WriterProperties) {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, array)| Field::new(name, array.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, array)| array).collect(),
+    )
+    .expect("batch");
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(path).expect("create"),
+        schema,
+        Some(properties),
+    )
+    .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+/// The unusual table: each numeric column cast to its type, the ids
+/// dictionary-encoded, the tier LargeUtf8; the columns in `order`.
+fn unusual_columns(rows: std::ops::Range<usize>, reversed: bool) -> Vec<(String, ArrayRef)> {
+    let mut columns: Vec<(String, ArrayRef)> = plain_columns(rows)
+        .into_iter()
+        .map(|(name, array)| {
+            let target = match name.as_str() {
+                "partner_id" => {
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+                }
+                "tier" => DataType::LargeUtf8,
+                other => NUMERIC
+                    .iter()
+                    .find(|(n, _)| *n == other)
+                    .map(|(_, t)| t.clone())
+                    .expect("a numeric column"),
+            };
+            let cast = arrow_cast::cast(&array, &target).expect("cast");
+            (name, cast)
+        })
+        .collect();
+    if reversed {
+        columns.reverse();
+    }
+    columns
+}
+
+const CONFIG: &str = r#"period = "2026-Q3"
+seed = 3
+
+[inputs]
+partners = "PARTNERS"
+
+[features]
+numeric = ["n_i8", "n_i16", "n_i32", "n_i64", "n_u8", "n_u16", "n_u32", "n_u64", "n_f16", "n_f32", "n_f64"]
+categorical = ["tier"]
+revenue = "n_f64"
+
+[segments]
+k-min = 2
+k-max = 3
+fallback-k = 2
+
+[tuning]
+schemes = ["cert_bonus", "deal_reg_spiff"]
+"#;
+
+fn settings(dir: &Path, partners: &str) -> std::path::PathBuf {
+    let config = dir.join(format!("{partners}.toml"));
+    std::fs::write(&config, CONFIG.replace("PARTNERS", partners)).expect("config");
+    config
+}
+
+#[test]
+fn unusual_but_valid_partners_read_as_the_plain_table() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        &dir.path().join("plain.parquet"),
+        plain_columns(0..ROWS),
+        WriterProperties::builder().build(),
+    );
+    let tiny = || {
+        WriterProperties::builder()
+            .set_max_row_group_row_count(Some(37))
+            .set_data_page_row_count_limit(5)
+            .set_write_batch_size(5)
+            .set_dictionary_enabled(true)
+            .build()
+    };
+    let parts = dir.path().join("unusual");
+    std::fs::create_dir_all(&parts).expect("folder");
+    write(
+        &parts.join("part-0.parquet"),
+        unusual_columns(0..ROWS / 2, false),
+        tiny(),
+    );
+    write(
+        &parts.join("part-1.parquet"),
+        unusual_columns(ROWS / 2..ROWS, true),
+        tiny(),
+    );
+    let plain = ingest(
+        &RunSettings::load(
+            &settings(dir.path(), "plain.parquet"),
+            &Overrides::default(),
+        )
+        .expect("config"),
+    )
+    .expect("the plain table is valid");
+    let unusual = ingest(
+        &RunSettings::load(&settings(dir.path(), "unusual"), &Overrides::default())
+            .expect("config"),
+    )
+    .expect("the unusual table is valid");
+    assert_eq!(unusual.partners.ids, plain.partners.ids);
+    assert_eq!(unusual.partners.ids.len(), ROWS);
+    assert_eq!(&unusual.partners.ids[5], &partner_id(5));
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for (a, b) in unusual.partners.numeric.iter().zip(&plain.partners.numeric) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(bits(&a.values), bits(&b.values), "column `{}`", a.name);
+        assert!(a.n_missing() > 0);
+    }
+    assert_eq!(unusual.partners.numeric.len(), NUMERIC.len());
+    assert_eq!(unusual.partners.categorical, plain.partners.categorical);
+    // And the whole job runs on it.
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(segtune()
+        .arg("run")
+        .arg("--config")
+        .arg(settings(dir.path(), "unusual"))
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.join("segments.parquet").is_file());
+}
