@@ -23,7 +23,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 use segtune_data::schema::{is_numeric, is_text, COST, PARTNER_ID, SCHEME_ID, SEGMENT_ID};
-use segtune_data::{PartnerId, SchemeId};
+use segtune_data::{PartnerId, SchemeId, HOLDOUT};
 
 use crate::config::{LimitSettings, RunSettings};
 use crate::ids::PartnerIds;
@@ -824,16 +824,33 @@ pub fn read_partners(
     // Each column's Arrow arrays are freed once it is converted, so that the
     // table is never held twice.
     for name in &numeric_names {
+        let found = problems.len();
         let values = check_numeric(&table, name, &keys, true, problems);
+        // Invalid values (reported above) read as missing: judge the
+        // column's spread only when every value was valid.
+        let valid = problems.len() == found;
         table.columns.remove(name);
-        if values.iter().all(|v| v.is_nan()) {
-            problems.push(Problem {
+        let mut present = values.iter().filter(|v| !v.is_nan());
+        match present.next() {
+            None => problems.push(Problem {
                 file: path.to_path_buf(),
                 column: Some(name.clone()),
                 row: None,
                 partner_id: None,
                 message: "every value is null: a feature needs at least one value".into(),
-            });
+            }),
+            Some(first) if valid && values.len() > 1 && present.all(|v| v == first) => {
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    column: Some(name.clone()),
+                    row: None,
+                    partner_id: None,
+                    message: format!(
+                        "the feature is constant (every value is {first}): it cannot tell partners apart; leave it out of features.numeric"
+                    ),
+                });
+            }
+            Some(_) => {}
         }
         numeric.push(NumericColumn {
             name: name.clone(),
@@ -965,6 +982,7 @@ fn read_assignments(
     table: RawTable,
     index: &HashMap<&str, u32>,
     ids: &PartnerIds,
+    known_schemes: Option<&[String]>,
     problems: &mut Vec<Problem>,
 ) -> AssignmentsTable {
     let rows = align(&table, index, ids, problems);
@@ -1020,6 +1038,17 @@ fn read_assignments(
             Some(s) => {
                 if let Err(error) = SchemeId::try_new(*s) {
                     located(row, SCHEME_ID, error.to_string());
+                } else if let Some(known) = known_schemes {
+                    if *s != HOLDOUT && !known.iter().any(|k| k == s) {
+                        located(
+                            row,
+                            SCHEME_ID,
+                            format!(
+                                "scheme `{s}` is not in tuning.schemes ({}): add it there, or correct the assignments",
+                                known.join(", ")
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -1130,7 +1159,13 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let assignments = settings.inputs.assignments.as_ref().and_then(|path| {
         if partners.is_some() {
             let table = read_table(path, &assignment_specs(), limits, &mut problems)?;
-            Some(read_assignments(table, &index, ids, &mut problems))
+            Some(read_assignments(
+                table,
+                &index,
+                ids,
+                settings.tuning.schemes.as_deref(),
+                &mut problems,
+            ))
         } else {
             read_table(
                 path,

@@ -269,6 +269,22 @@ pub fn segment(
     let sweep_params = sweep_params(settings);
     let ks = sweep_params.ks.clone();
     let matrix = std::mem::take(&mut features.matrix);
+    let smallest_k = ks.iter().copied().min().unwrap_or(1);
+    if matrix.nrows() < smallest_k {
+        return Err(crate::ingest::IngestError {
+            problems: vec![crate::ingest::Problem {
+                file: settings.inputs.partners.clone(),
+                column: None,
+                row: None,
+                partner_id: None,
+                message: format!(
+                    "{} partners to cluster (outside the rule segments) cannot form k = {smallest_k} segments, the smallest k of the sweep (segments.k-min or segments.k)",
+                    matrix.nrows()
+                ),
+            }],
+        }
+        .into());
+    }
     let swept = sweep(matrix.view(), &sweep_params).context("k-means failed")?;
     let gates = Gates {
         min_share: config.min_share,

@@ -375,8 +375,11 @@ fn a_part_file_folder_is_read_as_one_table() {
             &parts.join(format!("part-{index:05}.parquet")),
             vec![
                 Col::Text("partner_id", ids.iter().map(|s| Some(*s)).collect()),
-                Col::Float("revenue_12m", vec![Some(1.0); 3]),
-                Col::Float("win_rate", vec![Some(0.1); 3]),
+                Col::Float(
+                    "revenue_12m",
+                    vec![Some(1.0), Some(2.0), Some(index as f64)],
+                ),
+                Col::Float("win_rate", vec![Some(0.1), Some(0.2), Some(0.3)]),
                 Col::Text("tier", vec![Some("gold"); 3]),
             ],
         );
@@ -514,4 +517,99 @@ fn inputs_beyond_the_limits_are_refused_before_they_are_read() {
     let (code, _, stderr) = fixture.validate();
     assert_eq!(code, 2, "{stderr}");
     assert_mentions(&stderr, &["limits.max-columns", "must be at least 1"]);
+}
+
+#[test]
+fn a_list_column_where_a_number_is_expected_is_refused() {
+    use std::sync::Arc;
+    let fixture = Fixture::new();
+    let ids = arrow_array::StringArray::from(crate::common::IDS.to_vec());
+    let lists = arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Float64Type, _, _>(
+        (0..6).map(|i| Some(vec![Some(f64::from(i))])),
+    );
+    let revenue = arrow_array::Float64Array::from(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let tier = arrow_array::StringArray::from(vec!["gold"; 6]);
+    let batch = arrow_array::RecordBatch::try_from_iter([
+        ("partner_id", Arc::new(ids) as arrow_array::ArrayRef),
+        ("revenue_12m", Arc::new(revenue)),
+        ("win_rate", Arc::new(lists)),
+        ("tier", Arc::new(tier)),
+    ])
+    .expect("batch");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(fixture.path("partners.parquet")).expect("create"),
+        batch.schema(),
+        None,
+    )
+    .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    refused(
+        &fixture,
+        &["partners.parquet", "win_rate", "wrong type", "List"],
+    );
+}
+
+#[test]
+fn a_constant_feature_is_refused() {
+    let fixture = with_partners_column(Col::Float(
+        "win_rate",
+        vec![Some(0.5), None, Some(0.5), Some(0.5), Some(0.5), Some(0.5)],
+    ));
+    refused(
+        &fixture,
+        &["partners.parquet", "win_rate", "constant", "0.5"],
+    );
+}
+
+#[test]
+fn a_scheme_the_configuration_does_not_know_is_refused() {
+    let fixture = Fixture::new();
+    fixture.write_config(&format!(
+        "{CONFIG}\n[tuning]\nschemes = [\"deal_reg_spiff\"]\n"
+    ));
+    refused(
+        &fixture,
+        &[
+            "assignments.parquet",
+            "scheme_id",
+            "cert_bonus",
+            "tuning.schemes",
+            "A2",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_outcome_column_is_refused() {
+    let fixture = Fixture::new();
+    write_table(
+        &fixture.path("outcomes.parquet"),
+        vec![
+            Col::Text(
+                "partner_id",
+                crate::common::IDS.iter().map(|s| Some(*s)).collect(),
+            ),
+            Col::Float("revenue", vec![Some(1.0); 6]),
+        ],
+    );
+    refused(&fixture, &["outcomes.parquet", "revenue_pre", "missing"]);
+}
+
+#[test]
+fn fewer_partners_than_the_smallest_k_are_refused() {
+    let fixture = Fixture::new();
+    fixture.write_config(&format!("{CONFIG}\n[segments]\nk-min = 7\nk-max = 8\n"));
+    let out = fixture.path("run");
+    let (code, stdout, stderr) = crate::common::run(
+        crate::common::segtune()
+            .arg("run")
+            .arg("--config")
+            .arg(fixture.path("segtune.toml"))
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_mentions(&stderr, &["partners.parquet", "6 partners", "k = 7"]);
+    assert!(!out.exists(), "nothing written");
 }
