@@ -1,9 +1,13 @@
 //! Output folders that appear complete or not at all.
 //!
 //! Everything is written into a hidden sibling folder (`.NAME.tmp-PID`),
-//! synced, and renamed into place in one step. With `force`, an existing
-//! folder is first moved aside and removed only after the new one is in
-//! place, so a crash at any point leaves either the old or the new folder.
+//! every file and folder synced, and renamed into place in one step. With
+//! `force`, an existing folder is exchanged with the new one in one step
+//! (Linux's `renameat2(RENAME_EXCHANGE)`; elsewhere it is first moved
+//! aside) and removed only after the new one is in place, so a crash at any
+//! point leaves either the old or the new folder under the name, whole.
+//! Staging folders that a killed job left behind (their process gone) are
+//! removed when the next job for the same name starts.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +48,7 @@ impl StagedDir {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         fs_err::create_dir_all(&parent).context("cannot create the output's parent folder")?;
+        remove_stale_staging(&parent, &name);
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if staging.exists() {
             fs_err::remove_dir_all(&staging)?;
@@ -64,6 +69,23 @@ impl StagedDir {
     /// Moves the finished folder into place.
     pub fn commit(mut self) -> anyhow::Result<PathBuf> {
         sync_tree(&self.staging)?;
+        #[cfg(target_os = "linux")]
+        if self.target.is_dir() {
+            // Both names always hold a whole folder: the new one, and (under
+            // the staging name, until removed) the old one.
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &self.staging,
+                rustix::fs::CWD,
+                &self.target,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .with_context(|| format!("cannot swap `{}` into place", self.target.display()))?;
+            self.committed = true;
+            sync_parent(&self.target);
+            fs_err::remove_dir_all(&self.staging)?;
+            return Ok(self.target.clone());
+        }
         let aside = if self.target.exists() {
             let name = self
                 .target
@@ -85,15 +107,7 @@ impl StagedDir {
             return Err(error.into());
         }
         self.committed = true;
-        if let Some(parent) = self.target.parent() {
-            if let Ok(dir) = std::fs::File::open(if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            }) {
-                let _ = dir.sync_all();
-            }
-        }
+        sync_parent(&self.target);
         if let Some(aside) = aside {
             fs_err::remove_dir_all(aside)?;
         }
@@ -105,6 +119,43 @@ impl Drop for StagedDir {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// Syncs the folder holding `path` (so that a rename in it is durable).
+fn sync_parent(path: &Path) {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = std::fs::File::open(parent) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Removes `.NAME.tmp-PID` and `.NAME.old-PID` folders in `parent` whose
+/// process no longer runs (left by a killed job). Only where running
+/// processes can be listed (`/proc`); elsewhere they are left.
+fn remove_stale_staging(parent: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
+            file_name
+                .strip_prefix(&format!(".{name}{kind}"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
 }

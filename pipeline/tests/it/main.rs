@@ -8,6 +8,7 @@ mod choose_k;
 mod common;
 mod config_cli;
 mod continuity;
+mod crash_safety;
 mod features_cli;
 mod fuzz_replay;
 mod generate_cli;

@@ -1,0 +1,223 @@
+//! Issue 11, crash safety: the job killed (SIGKILL) at many points of a run
+//! that replaces an earlier one (--force) and of a publish. Afterwards the
+//! other run folders and the published versions are byte-identical to
+//! before, the run's name holds a whole run (the old one or the new one,
+//! never a partial folder), `latest` points at a whole version, and the next
+//! job succeeds and clears what the killed ones left behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{generate_into, listing, run, segtune, segtune_run};
+
+/// Every file under `dir` (relative path) with its bytes.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    listing(dir)
+        .into_iter()
+        .filter(|(path, _)| path.is_file())
+        .map(|(path, _)| {
+            let bytes = std::fs::read(&path).expect("read");
+            (
+                path.strip_prefix(dir).expect("under dir").to_path_buf(),
+                bytes,
+            )
+        })
+        .collect()
+}
+
+/// Starts `command`, kills it (SIGKILL) after `delay` unless it finished;
+/// whether it was killed before finishing.
+fn kill_after(command: &mut Command, delay: Duration) -> bool {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(delay);
+    let finished = child.try_wait().expect("wait").is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    !finished
+}
+
+/// A whole run of this program: the files of `whole`, each the same bytes
+/// (the same inputs, config and seed), the manifest aside (its timings).
+fn assert_whole_run(dir: &Path, whole: &BTreeMap<PathBuf, Vec<u8>>) {
+    let now = contents(dir);
+    assert_eq!(
+        now.keys().collect::<Vec<_>>(),
+        whole.keys().collect::<Vec<_>>(),
+        "`{}` is not a whole run",
+        dir.display()
+    );
+    for (path, bytes) in whole {
+        if path != Path::new("manifest.json") {
+            assert!(now[path] == *bytes, "`{}` differs", path.display());
+        }
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&now[Path::new("manifest.json")]).expect("manifest JSON");
+    let before: serde_json::Value =
+        serde_json::from_slice(&whole[Path::new("manifest.json")]).expect("manifest JSON");
+    assert_eq!(manifest["run_id"], before["run_id"]);
+}
+
+/// Leftovers of killed jobs beside `name` in `parent`.
+fn leftovers(parent: &Path, name: &str) -> Vec<String> {
+    std::fs::read_dir(parent)
+        .expect("folder")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|file| file.starts_with(&format!(".{name}.")))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_anywhere_leaves_a_whole_run_and_touches_no_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    generate_into(&data, &["--partners", "20000"]);
+    let config = data.join("segtune.toml");
+    let (out, other) = (dir.path().join("run"), dir.path().join("other"));
+    for folder in [&out, &other] {
+        let (code, _, stderr) = run(&mut segtune_run(&config, folder));
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let whole = contents(&out);
+    let untouched = contents(&other);
+    let data_before = contents(&data);
+    // How long a whole forced run takes here, to spread the kills over it.
+    let started = Instant::now();
+    let (code, _, stderr) = run(segtune_run(&config, &out).arg("--force"));
+    assert_eq!(code, 0, "{stderr}");
+    let full = started.elapsed();
+    let mut killed = 0;
+    for step in 0..16u32 {
+        let delay = full.mul_f64(f64::from(step) / 14.0);
+        if kill_after(segtune_run(&config, &out).arg("--force"), delay) {
+            killed += 1;
+        }
+        assert_whole_run(&out, &whole);
+        assert!(contents(&other) == untouched, "another run folder changed");
+        assert!(contents(&data) == data_before, "the inputs changed");
+    }
+    assert!(
+        killed >= 8,
+        "only {killed} of 16 runs were killed before they finished"
+    );
+    // The next run succeeds and clears what the killed ones left.
+    let (code, _, stderr) = run(segtune_run(&config, &out).arg("--force"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_whole_run(&out, &whole);
+    assert_eq!(leftovers(dir.path(), "run"), Vec::<String>::new());
+}
+
+fn approve(run_dir: &Path) {
+    let (code, _, stderr) = run(segtune().arg("approve").arg(run_dir).args(["--by", "Ops"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+fn publish(run_dir: &Path, to: &Path) -> Command {
+    let mut command = segtune();
+    command.arg("publish").arg(run_dir).arg("--to").arg(to);
+    command
+}
+
+/// Every version under history/ is whole; `latest` points at one of them.
+fn assert_versions_whole(to: &Path) -> String {
+    let latest = std::fs::read_link(to.join("latest"))
+        .expect("latest is a link")
+        .to_string_lossy()
+        .into_owned();
+    for (path, _) in listing(&to.join("history")) {
+        let depth = path
+            .strip_prefix(to.join("history"))
+            .expect("under")
+            .components()
+            .count();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if depth == 2 && path.is_dir() && !hidden {
+            for file in ["weights.parquet", "weights.json", "weights.schema.json"] {
+                assert!(
+                    path.join(file).is_file(),
+                    "`{}` lacks {file}",
+                    path.display()
+                );
+            }
+        }
+    }
+    let text = std::fs::read_to_string(to.join("latest/weights.json")).expect("latest is whole");
+    let _: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    latest
+}
+
+#[test]
+fn a_publish_killed_anywhere_leaves_latest_on_a_whole_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    generate_into(&data, &["--partners", "3000", "--periods", "2"]);
+    let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
+    let fast = "\n[segments]\nk = 3\nbootstrap = 0\n";
+    std::fs::write(
+        data.join("first.toml"),
+        format!("{}{fast}", config.replace("2026-Q1", "2025-Q4")),
+    )
+    .expect("config");
+    std::fs::write(data.join("second.toml"), format!("{config}{fast}")).expect("config");
+    let (first, second) = (dir.path().join("run-1"), dir.path().join("run-2"));
+    for (config, out) in [("first.toml", &first), ("second.toml", &second)] {
+        let (code, _, stderr) = run(&mut segtune_run(&data.join(config), out));
+        assert_eq!(code, 0, "{stderr}");
+        approve(out);
+    }
+    let to = dir.path().join("published");
+    let (code, _, stderr) = run(&mut publish(&first, &to));
+    assert_eq!(code, 0, "{stderr}");
+    let first_version = assert_versions_whole(&to);
+    let history_before = contents(&to.join(&first_version));
+    let started = Instant::now();
+    let (code, _, stderr) = run(&mut publish(&second, &to));
+    assert_eq!(code, 0, "{stderr}");
+    let full = started.elapsed();
+    let second_version = assert_versions_whole(&to);
+    assert_ne!(first_version, second_version);
+    let mut killed = 0;
+    for step in 0..16u32 {
+        // From the first version only, each time: the second written anew.
+        let (code, _, stderr) = run(publish(&first, &to).arg("--rollback"));
+        assert_eq!(code, 0, "{stderr}");
+        if to.join(&second_version).exists() {
+            std::fs::remove_dir_all(to.join(&second_version)).expect("reset");
+        }
+        let delay = full.mul_f64(f64::from(step) / 14.0);
+        if kill_after(&mut publish(&second, &to), delay) {
+            killed += 1;
+        }
+        let latest = assert_versions_whole(&to);
+        assert!(
+            latest == first_version || latest == second_version,
+            "{latest}"
+        );
+        assert!(
+            contents(&to.join(&first_version)) == history_before,
+            "a published version changed"
+        );
+    }
+    assert!(
+        killed >= 4,
+        "only {killed} of 16 publishes were killed before they finished"
+    );
+    // The next publish succeeds.
+    let (code, _, stderr) = run(&mut publish(&second, &to));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(assert_versions_whole(&to), second_version);
+}
