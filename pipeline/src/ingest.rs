@@ -14,7 +14,8 @@
 use hashbrown::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -289,8 +290,59 @@ struct DecodedFile {
     problems: Vec<Problem>,
 }
 
-/// Checks one file's columns against the specs and decodes the wanted ones.
+/// Active [`guarded`] calls (their reader panics are not printed).
+static GUARDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `work`, turning a panic of the Parquet or Arrow readers (their
+/// answer to some malformed files: found by fuzzing, see fuzz/README.md)
+/// into an error message. Such panics are not printed; any other is.
+fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_reader = GUARDED.load(Ordering::SeqCst) > 0
+                && info.location().is_some_and(|location| {
+                    let file = location.file();
+                    file.contains("parquet-") || file.contains("arrow-")
+                });
+            if !in_reader {
+                previous(info);
+            }
+        }));
+    });
+    GUARDED.fetch_add(1, Ordering::SeqCst);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    GUARDED.fetch_sub(1, Ordering::SeqCst);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into())
+    })
+}
+
+/// Checks one file's columns against the specs and decodes the wanted ones;
+/// a reader that fails on the file (even by panicking) is a problem with it.
 fn decode_file(file: &Path, specs: &[ColumnSpec], limits: &LimitSettings) -> DecodedFile {
+    guarded(|| decode_file_unguarded(file, specs, limits)).unwrap_or_else(|message| DecodedFile {
+        schema: None,
+        rows: 0,
+        columns: Vec::new(),
+        problems: vec![Problem {
+            file: file.to_path_buf(),
+            column: None,
+            row: None,
+            partner_id: None,
+            message: format!(
+                "cannot be decoded (corrupt?): the Parquet reader failed on it ({message})"
+            ),
+        }],
+    })
+}
+
+fn decode_file_unguarded(file: &Path, specs: &[ColumnSpec], limits: &LimitSettings) -> DecodedFile {
     let mut out = DecodedFile {
         schema: None,
         rows: 0,
@@ -486,12 +538,16 @@ fn check_rows(path: &Path, files: &[PathBuf], limits: &LimitSettings) -> Option<
     let rows: Vec<u64> = files
         .par_iter()
         .map(|file| {
-            std::fs::File::open(file)
-                .ok()
-                .and_then(|handle| ParquetRecordBatchReaderBuilder::try_new(handle).ok())
-                .map_or(0, |builder| {
-                    u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0)
-                })
+            // An unreadable footer is reported when the file is decoded.
+            guarded(|| {
+                std::fs::File::open(file)
+                    .ok()
+                    .and_then(|handle| ParquetRecordBatchReaderBuilder::try_new(handle).ok())
+                    .map_or(0, |builder| {
+                        u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0)
+                    })
+            })
+            .unwrap_or(0)
         })
         .collect();
     let total: u64 = rows.iter().sum();
@@ -757,7 +813,7 @@ fn numeric_feature_names(
         let Ok(handle) = std::fs::File::open(&file) else {
             continue;
         };
-        let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(handle) else {
+        let Ok(Ok(builder)) = guarded(|| ParquetRecordBatchReaderBuilder::try_new(handle)) else {
             continue;
         };
         let names: Vec<String> = builder

@@ -613,3 +613,23 @@ fn fewer_partners_than_the_smallest_k_are_refused() {
     assert_mentions(&stderr, &["partners.parquet", "6 partners", "k = 7"]);
     assert!(!out.exists(), "nothing written");
 }
+
+#[test]
+fn a_file_the_parquet_reader_panics_on_is_refused_without_a_panic() {
+    // Found by fuzzing (fuzz/regressions/parquet/): parquet 60.1 panics on a
+    // page of this file instead of returning an error.
+    let crash = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/parquet/crash-e56153bea64a361d042dd3c9ebdd8e4cfacafe6a");
+    let fixture = Fixture::new();
+    std::fs::copy(&crash, fixture.path("partners.parquet")).expect("copy");
+    fixture.write_config(
+        &CONFIG
+            .replace(
+                "numeric = [\"revenue_12m\", \"win_rate\"]\ncategorical = [\"tier\"]",
+                "categorical = []",
+            )
+            .replace("revenue = \"revenue_12m\"", "revenue = \"revenue\""),
+    );
+    let stderr = refused(&fixture, &["partners.parquet", "cannot be decoded"]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
