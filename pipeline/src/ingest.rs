@@ -326,20 +326,30 @@ fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
 /// Checks one file's columns against the specs and decodes the wanted ones;
 /// a reader that fails on the file (even by panicking) is a problem with it.
 fn decode_file(file: &Path, specs: &[ColumnSpec], limits: &LimitSettings) -> DecodedFile {
-    guarded(|| decode_file_unguarded(file, specs, limits)).unwrap_or_else(|message| DecodedFile {
-        schema: None,
-        rows: 0,
-        columns: Vec::new(),
-        problems: vec![Problem {
-            file: file.to_path_buf(),
-            column: None,
-            row: None,
-            partner_id: None,
-            message: format!(
-                "cannot be decoded (corrupt?): the Parquet reader failed on it ({message})"
-            ),
-        }],
+    guarded(|| decode_file_unguarded(file, specs, limits)).unwrap_or_else(|message| {
+        DecodedFile::failed(
+            file,
+            format!("cannot be decoded (corrupt?): the Parquet reader failed on it ({message})"),
+        )
     })
+}
+
+impl DecodedFile {
+    /// A file that could not be read at all.
+    fn failed(file: &Path, message: String) -> Self {
+        Self {
+            schema: None,
+            rows: 0,
+            columns: Vec::new(),
+            problems: vec![Problem {
+                file: file.to_path_buf(),
+                column: None,
+                row: None,
+                partner_id: None,
+                message,
+            }],
+        }
+    }
 }
 
 /// Files up to this size are read into memory before decoding: the Parquet
@@ -360,18 +370,7 @@ fn decode_file_unguarded(file: &Path, specs: &[ColumnSpec], limits: &LimitSettin
     match opened {
         Ok(Some(bytes)) => decode_with(file, specs, limits, || Ok(bytes.clone())),
         Ok(None) => decode_with(file, specs, limits, || std::fs::File::open(file)),
-        Err(error) => DecodedFile {
-            schema: None,
-            rows: 0,
-            columns: Vec::new(),
-            problems: vec![Problem {
-                file: file.to_path_buf(),
-                column: None,
-                row: None,
-                partner_id: None,
-                message: format!("cannot be opened: {error}"),
-            }],
-        },
+        Err(error) => DecodedFile::failed(file, format!("cannot be opened: {error}")),
     }
 }
 

@@ -4,7 +4,7 @@
 //! same scaled matrix, as the simplest read of the same Parquet: every file
 //! read whole, in name order, each column cast to Float64 or taken as text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
@@ -14,26 +14,11 @@ use segtune::config::{Overrides, RunSettings};
 use segtune::features;
 use segtune::ingest::{ingest, CategoricalColumn, NumericColumn, PartnersTable};
 
-use crate::common::{generate_into, read, rewrite_with_row_groups};
-
-/// The part files of a table, in name order (or the file itself).
-fn files_of(path: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = if path.is_dir() {
-        std::fs::read_dir(path)
-            .expect("folder")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect()
-    } else {
-        vec![path.to_path_buf()]
-    };
-    files.sort();
-    files
-}
+use crate::common::{generate_into, parquet_files, read, rewrite_with_row_groups};
 
 /// The partners table as the simplest reader sees it.
 fn simple_partners(path: &Path, like: &PartnersTable) -> PartnersTable {
-    let batches: Vec<RecordBatch> = files_of(path)
+    let batches: Vec<RecordBatch> = parquet_files(path)
         .iter()
         .flat_map(|file| read(file).1)
         .collect();

@@ -462,16 +462,7 @@ pub fn segment_of(path: &Path) -> std::collections::HashMap<String, u32> {
 /// Rewrites a table (one file or a folder of part files) as one file with
 /// row groups of `rows` rows.
 pub fn rewrite_with_row_groups(input: &Path, target: &Path, rows: usize) {
-    let mut files: Vec<PathBuf> = if input.is_dir() {
-        std::fs::read_dir(input)
-            .expect("folder")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
-            .collect()
-    } else {
-        vec![input.to_path_buf()]
-    };
-    files.sort();
+    let files = parquet_files(input);
     let batches: Vec<RecordBatch> = files.iter().flat_map(|file| read(file).1).collect();
     let properties = parquet::file::properties::WriterProperties::builder()
         .set_max_row_group_row_count(Some(rows))
@@ -489,4 +480,41 @@ pub fn rewrite_with_row_groups(input: &Path, target: &Path, rows: usize) {
         "{} row groups",
         metadata.row_groups().len()
     );
+}
+
+/// The part files of a table, in name order (or the file itself).
+pub fn parquet_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .expect("folder")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    files
+}
+
+/// Two runs of a generated program (3,000 partners, k = 3, no resamples):
+/// 2025-Q4 (for 2026-Q1) and 2026-Q1 (for 2026-Q2), in `dir/run-1` and
+/// `dir/run-2`.
+pub fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    generate_into(&data, &["--partners", "3000", "--periods", "2"]);
+    let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
+    let fast = "\n[segments]\nk = 3\nbootstrap = 0\n";
+    std::fs::write(
+        data.join("first.toml"),
+        format!("{}{fast}", config.replace("2026-Q1", "2025-Q4")),
+    )
+    .expect("config");
+    std::fs::write(data.join("second.toml"), format!("{config}{fast}")).expect("config");
+    let (first, second) = (dir.join("run-1"), dir.join("run-2"));
+    for (config, out) in [("first.toml", &first), ("second.toml", &second)] {
+        let (code, _, stderr) = run(&mut segtune_run(&data.join(config), out));
+        assert_eq!(code, 0, "{stderr}");
+    }
+    (first, second)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{generate_into, listing, run, segtune, segtune_run};
+use crate::common::{generate_into, listing, run, segtune, segtune_run, two_runs};
 
 /// Every file under `dir` (relative path) with its bytes.
 fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -163,22 +163,9 @@ fn assert_versions_whole(to: &Path) -> String {
 #[test]
 fn a_publish_killed_anywhere_leaves_latest_on_a_whole_version() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    generate_into(&data, &["--partners", "3000", "--periods", "2"]);
-    let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
-    let fast = "\n[segments]\nk = 3\nbootstrap = 0\n";
-    std::fs::write(
-        data.join("first.toml"),
-        format!("{}{fast}", config.replace("2026-Q1", "2025-Q4")),
-    )
-    .expect("config");
-    std::fs::write(data.join("second.toml"), format!("{config}{fast}")).expect("config");
-    let (first, second) = (dir.path().join("run-1"), dir.path().join("run-2"));
-    for (config, out) in [("first.toml", &first), ("second.toml", &second)] {
-        let (code, _, stderr) = run(&mut segtune_run(&data.join(config), out));
-        assert_eq!(code, 0, "{stderr}");
-        approve(out);
-    }
+    let (first, second) = two_runs(dir.path());
+    approve(&first);
+    approve(&second);
     let to = dir.path().join("published");
     let (code, _, stderr) = run(&mut publish(&first, &to));
     assert_eq!(code, 0, "{stderr}");

@@ -6,29 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{
-    floats, generate_into, read, run, run_peer, segtune, segtune_run, strings, u32s,
-};
-
-/// Two runs of a generated program: 2025-Q4 (for 2026-Q1) and 2026-Q1 (for 2026-Q2).
-fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = dir.join("data");
-    generate_into(&data, &["--partners", "3000", "--periods", "2"]);
-    let config = std::fs::read_to_string(data.join("segtune.toml")).expect("config");
-    let fast = "\n[segments]\nk = 3\nbootstrap = 0\n";
-    std::fs::write(
-        data.join("first.toml"),
-        format!("{}{fast}", config.replace("2026-Q1", "2025-Q4")),
-    )
-    .expect("config");
-    std::fs::write(data.join("second.toml"), format!("{config}{fast}")).expect("config");
-    let (first, second) = (dir.join("run-1"), dir.join("run-2"));
-    for (config, out) in [("first.toml", &first), ("second.toml", &second)] {
-        let (code, _, stderr) = run(&mut segtune_run(&data.join(config), out));
-        assert_eq!(code, 0, "{stderr}");
-    }
-    (first, second)
-}
+use crate::common::{floats, read, run, run_peer, segtune, segtune_run, strings, two_runs, u32s};
 
 fn approve(run_dir: &Path) {
     let (code, stdout, stderr) = run(segtune()
