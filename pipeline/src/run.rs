@@ -144,6 +144,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
         let clustered_rows: Vec<usize> = (0..inputs.partners.ids.len())
             .filter(|r| matches.rule_of[*r].is_none())
             .collect();
+        crate::segment::check_enough_to_cluster(clustered_rows.len(), settings)?;
         let mut features = stages.time("features", || {
             features::build(&inputs.partners, &clustered_rows, &settings.features)
         })?;

@@ -252,6 +252,33 @@ pub fn sweep_params(settings: &RunSettings) -> SweepParams {
     }
 }
 
+/// Refuses (as invalid input, exit 3) a program with fewer partners outside
+/// the rule segments than the smallest k of the sweep: none at all when the
+/// rules take every partner.
+pub fn check_enough_to_cluster(
+    n_clustered: usize,
+    settings: &RunSettings,
+) -> Result<(), crate::ingest::IngestError> {
+    let smallest_k = sweep_params(settings).ks.iter().copied().min().unwrap_or(1);
+    if n_clustered >= smallest_k {
+        return Ok(());
+    }
+    let message = if n_clustered == 0 {
+        format!("every partner matched a rule segment: none is left to cluster, and k-means needs at least k = {smallest_k} (segments.k-min or segments.k); narrow the rules")
+    } else {
+        format!("{n_clustered} partners to cluster (outside the rule segments) cannot form k = {smallest_k} segments, the smallest k of the sweep (segments.k-min or segments.k)")
+    };
+    Err(crate::ingest::IngestError {
+        problems: vec![crate::ingest::Problem {
+            file: settings.inputs.partners.clone(),
+            column: None,
+            row: None,
+            partner_id: None,
+            message,
+        }],
+    })
+}
+
 /// Segments the partners: sweeps k (or uses the fixed k), chooses by the
 /// documented rule, and gives the segments ids and names. Takes the scaled
 /// matrix out of `features` (its names and transform stay) and frees it once
@@ -269,22 +296,6 @@ pub fn segment(
     let sweep_params = sweep_params(settings);
     let ks = sweep_params.ks.clone();
     let matrix = std::mem::take(&mut features.matrix);
-    let smallest_k = ks.iter().copied().min().unwrap_or(1);
-    if matrix.nrows() < smallest_k {
-        return Err(crate::ingest::IngestError {
-            problems: vec![crate::ingest::Problem {
-                file: settings.inputs.partners.clone(),
-                column: None,
-                row: None,
-                partner_id: None,
-                message: format!(
-                    "{} partners to cluster (outside the rule segments) cannot form k = {smallest_k} segments, the smallest k of the sweep (segments.k-min or segments.k)",
-                    matrix.nrows()
-                ),
-            }],
-        }
-        .into());
-    }
     let swept = sweep(matrix.view(), &sweep_params).context("k-means failed")?;
     let gates = Gates {
         min_share: config.min_share,

@@ -633,3 +633,26 @@ fn a_file_the_parquet_reader_panics_on_is_refused_without_a_panic() {
     let stderr = refused(&fixture, &["partners.parquet", "cannot be decoded"]);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn rules_that_take_every_partner_are_refused_clearly() {
+    let fixture = Fixture::new();
+    fixture.write_config(&format!(
+        "{CONFIG}\n[[rules]]\nname = \"everyone\"\nsegment-name = \"Everyone\"\ncondition = \"win_rate >= 0 || win_rate < 0 || tier == \\\"gold\\\" || tier != \\\"gold\\\"\"\n"
+    ));
+    let out = fixture.path("run");
+    let (code, stdout, stderr) = crate::common::run(
+        crate::common::segtune()
+            .arg("run")
+            .arg("--config")
+            .arg(fixture.path("segtune.toml"))
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_mentions(
+        &stderr,
+        &["partners.parquet", "every partner matched a rule"],
+    );
+    assert!(!out.exists(), "nothing written");
+}
