@@ -224,3 +224,30 @@ fn unusual_but_valid_partners_read_as_the_plain_table() {
     assert_eq!(code, 0, "{stderr}");
     assert!(out.join("segments.parquet").is_file());
 }
+
+#[test]
+fn a_single_segments_worth_of_partners_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    crate::common::generate_into(&data, &["--partners", "300"]);
+    let config = data.join("segtune.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{text}\n[segments]\nk = 1\n")).expect("config");
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(&mut crate::common::segtune_run(&config, &out));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, batches) = crate::common::read(&out.join("segments.parquet"));
+    let sources = crate::common::strings(&batches, "source");
+    let kmeans_ids: std::collections::BTreeSet<u32> = crate::common::u32s(&batches, "segment_id")
+        .into_iter()
+        .zip(&sources)
+        .filter(|(_, source)| source.as_deref() == Some("kmeans"))
+        .map(|(id, _)| id.expect("segment"))
+        .collect();
+    assert_eq!(kmeans_ids.len(), 1, "{kmeans_ids:?}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(manifest["quality"]["k"], 1);
+}
