@@ -601,14 +601,10 @@ fn fewer_partners_than_the_smallest_k_are_refused() {
     let fixture = Fixture::new();
     fixture.write_config(&format!("{CONFIG}\n[segments]\nk-min = 7\nk-max = 8\n"));
     let out = fixture.path("run");
-    let (code, stdout, stderr) = crate::common::run(
-        crate::common::segtune()
-            .arg("run")
-            .arg("--config")
-            .arg(fixture.path("segtune.toml"))
-            .arg("--out")
-            .arg(&out),
-    );
+    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
     assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
     assert_mentions(&stderr, &["partners.parquet", "6 partners", "k = 7"]);
     assert!(!out.exists(), "nothing written");
@@ -641,14 +637,10 @@ fn rules_that_take_every_partner_are_refused_clearly() {
         "{CONFIG}\n[[rules]]\nname = \"everyone\"\nsegment-name = \"Everyone\"\ncondition = \"win_rate >= 0 || win_rate < 0 || tier == \\\"gold\\\" || tier != \\\"gold\\\"\"\n"
     ));
     let out = fixture.path("run");
-    let (code, stdout, stderr) = crate::common::run(
-        crate::common::segtune()
-            .arg("run")
-            .arg("--config")
-            .arg(fixture.path("segtune.toml"))
-            .arg("--out")
-            .arg(&out),
-    );
+    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
     assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
     assert_mentions(
         &stderr,
