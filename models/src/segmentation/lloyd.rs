@@ -56,6 +56,9 @@ pub trait Element:
     fn from_f64(value: f64) -> Self;
     /// Widens to f64.
     fn to_f64(self) -> f64;
+    /// `self * a + b` rounded once (IEEE fused multiply-add): the same
+    /// value on every CPU, one instruction where the CPU has FMA.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// Squared norm of each row, as `Self`.
     fn row_norms(x: ArrayView2<Self>) -> Vec<Self>;
     /// Mean per-feature variance (scikit-learn's scale of the tolerance).
@@ -72,6 +75,10 @@ impl Element for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
     }
     fn row_norms(x: ArrayView2<Self>) -> Vec<Self> {
         x.axis_iter(Axis(0)).map(|row| row.dot(&row)).collect()
@@ -91,6 +98,10 @@ impl Element for f32 {
     }
     fn to_f64(self) -> f64 {
         f64::from(self)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
     }
     fn row_norms(x: ArrayView2<Self>) -> Vec<Self> {
         x.axis_iter(Axis(0))
@@ -167,9 +178,14 @@ fn assign_chunk<T: Element>(
 /// (`centroids_t[f * k + j]`), vectorised across centroids and
 /// `ROWS_TOGETHER` rows at a time (independent accumulators, so the
 /// multiply-adds do not wait on each other); `K` is the number of centroids (0: only
-/// known at run time). No copy of the rows is made. Compiled for AVX2 with
-/// FMA and for AVX as well as the baseline; the best the CPU has is chosen
-/// at run time (multiversion), so one binary runs everywhere.
+/// known at run time). No copy of the rows is made. Each multiply-add is an
+/// IEEE fused multiply-add (`mul_add`, rounded once), so every CPU computes
+/// the same bits: one instruction with FMA, without it a call to the
+/// correctly rounded `fma` per multiply-add (the same results, slowly; x86
+/// CPUs since 2013 have FMA).
+/// Compiled for AVX2 with FMA and for AVX as well as the baseline; the best
+/// the CPU has is chosen at run time (multiversion), so one binary runs
+/// everywhere.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx"))]
 fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
     xs: &[T],
@@ -209,6 +225,28 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
                 .push((best_distance + norm).to_f64().max(0.0));
         }
     };
+    /// The group's dot products with every centroid. Its own function
+    /// with the caller's target features (vectorised across centroids:
+    /// inlined into the row loop, LLVM leaves the fused multiply-adds scalar).
+    #[multiversion::inherit_target]
+    #[inline(never)]
+    fn group_dots<T: Element, const K: usize, const R: usize>(
+        group: &[T],
+        d: usize,
+        centroids_t: &[T],
+    ) -> [[T; K]; R] {
+        let mut dots = [[T::ZERO; K]; R];
+        for (f, column) in centroids_t.chunks_exact(K).enumerate() {
+            let column: &[T; K] = column.try_into().expect("K centroids");
+            for (r, dot) in dots.iter_mut().enumerate() {
+                let value = group[r * d + f];
+                for j in 0..K {
+                    dot[j] = value.mul_add(column[j], dot[j]);
+                }
+            }
+        }
+        dots
+    }
     if K > 0 {
         // Accumulators in registers: K known, ROWS_TOGETHER rows at once.
         let together = rows / ROWS_TOGETHER * ROWS_TOGETHER;
@@ -216,16 +254,7 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
             .chunks_exact(ROWS_TOGETHER * d)
             .zip(norms[..together].chunks_exact(ROWS_TOGETHER))
         {
-            let mut dots = [[T::ZERO; K]; ROWS_TOGETHER];
-            for (f, column) in centroids_t.chunks_exact(K).enumerate() {
-                let column: &[T; K] = column.try_into().expect("K centroids");
-                for (r, dot) in dots.iter_mut().enumerate() {
-                    let value = group[r * d + f];
-                    for j in 0..K {
-                        dot[j] += value * column[j];
-                    }
-                }
-            }
+            let dots = group_dots::<T, K, ROWS_TOGETHER>(group, d, centroids_t);
             for (r, dot) in dots.iter().enumerate() {
                 record(&group[r * d..(r + 1) * d], group_norms[r], dot);
             }
@@ -234,7 +263,7 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
             let mut dot = [T::ZERO; K];
             for (value, column) in row.iter().zip(centroids_t.chunks_exact(K)) {
                 for (acc, c) in dot.iter_mut().zip(column) {
-                    *acc += *value * *c;
+                    *acc = value.mul_add(*c, *acc);
                 }
             }
             record(row, *norm, &dot);
@@ -245,7 +274,7 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
             dot.fill(T::ZERO);
             for (value, column) in row.iter().zip(centroids_t.chunks_exact(k.max(1))) {
                 for (acc, c) in dot.iter_mut().zip(column) {
-                    *acc += *value * *c;
+                    *acc = value.mul_add(*c, *acc);
                 }
             }
             record(row, *norm, &dot);
@@ -588,6 +617,67 @@ mod tests {
             .expect("pool")
             .install(|| lloyd(x.view(), start.clone(), 20, 0.0));
         assert_eq!(one, three);
+    }
+
+    /// The plain scalar reference of one assignment: per centroid the dot
+    /// product accumulated feature by feature with IEEE fused multiply-adds,
+    /// the first of equal distances. Compiled without target features, so
+    /// `mul_add` here is the correctly rounded software or hardware fma,
+    /// whichever the build has.
+    fn reference_assignment(x: &Array2<f64>, centroids: &Array2<f64>) -> (Vec<usize>, Vec<f64>) {
+        let centroid_norms = f64::row_norms(centroids.view());
+        let norms = f64::row_norms(x.view());
+        let mut labels = Vec::new();
+        let mut distances = Vec::new();
+        for (row, norm) in x.rows().into_iter().zip(&norms) {
+            let mut best = (0, f64::INFINITY);
+            for (j, (centroid, centroid_norm)) in centroids
+                .rows()
+                .into_iter()
+                .zip(&centroid_norms)
+                .enumerate()
+            {
+                let dot = row
+                    .iter()
+                    .zip(centroid)
+                    .fold(0.0, |dot, (value, c)| value.mul_add(*c, dot));
+                let distance = centroid_norm - 2.0 * dot;
+                if distance < best.1 {
+                    best = (j, distance);
+                }
+            }
+            labels.push(best.0);
+            distances.push((best.1 + norm).max(0.0));
+        }
+        (labels, distances)
+    }
+
+    #[test]
+    fn assignment_is_the_scalar_reference_to_the_bit_for_every_k() {
+        // The vectorised kernel (AVX2 + FMA here, chosen at run time) must
+        // give the plain scalar arithmetic's labels and distances to the
+        // bit: so results do not depend on the CPU a run lands on. Every
+        // compiled k (1 to 16, four rows at a time and the leftover rows)
+        // and a k beyond them (any-k path).
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for k in (1..=17).chain([23]) {
+            for d in [1, 5, 16] {
+                let x =
+                    Array2::from_shape_fn((CHUNK_ROWS + 7, d), |_| rng.gen::<f64>() * 4.0 - 2.0);
+                let centroids = Array2::from_shape_fn((k, d), |_| rng.gen::<f64>() * 4.0 - 2.0);
+                let norms = f64::row_norms(x.view());
+                let (labels, distances, _, _) =
+                    assign_all(x.view(), &norms, centroids.view(), true);
+                let (expected_labels, expected_distances) = reference_assignment(&x, &centroids);
+                assert_eq!(labels, expected_labels, "k = {k}, d = {d}");
+                let bits = |v: &[f64]| v.iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&distances),
+                    bits(&expected_distances),
+                    "k = {k}, d = {d}"
+                );
+            }
+        }
     }
 
     #[test]
