@@ -214,6 +214,8 @@ pub fn assign(
     ];
     let batch = RecordBatch::try_new(schema::segments(), columns)?;
     write_parquet(out, schema::segments(), &[batch])?;
+    // The rename into place made durable.
+    crate::output::sync_parent(out)?;
     let mut segments = BTreeMap::new();
     for id in &ids {
         *segments.entry(*id).or_default() += 1;

@@ -16,6 +16,7 @@ pub mod continuity;
 pub mod draw;
 pub mod evaluate;
 pub mod exit;
+pub mod fault;
 pub mod features;
 pub mod fuzz;
 pub mod ids;

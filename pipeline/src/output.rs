@@ -47,7 +47,7 @@ impl StagedDir {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        fs_err::create_dir_all(&parent).context("cannot create the output's parent folder")?;
+        create_dir_all_synced(&parent).context("cannot create the output's parent folder")?;
         remove_stale_staging(&parent, &name);
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if staging.exists() {
@@ -61,6 +61,22 @@ impl StagedDir {
         })
     }
 
+    /// Starts a new version of the existing folder `target`: a staging
+    /// folder holding its files (hard links, so nothing is copied; a copy
+    /// where the file system has no hard links) except those named in
+    /// `rewritten`, which the caller writes anew. Files are never written in
+    /// place (every writer makes a new file), so the links never change
+    /// `target`'s files; [`StagedDir::commit`] then swaps the new version in
+    /// whole.
+    pub fn edit(target: &Path, rewritten: &[&str]) -> anyhow::Result<Self> {
+        if !target.is_dir() {
+            return Err(UsageError(format!("`{}` is not a folder", target.display())).into());
+        }
+        let staged = Self::create(target, true)?;
+        link_tree(target, staged.path(), rewritten)?;
+        Ok(staged)
+    }
+
     /// Where to write.
     pub fn path(&self) -> &Path {
         &self.staging
@@ -69,6 +85,7 @@ impl StagedDir {
     /// Moves the finished folder into place.
     pub fn commit(mut self) -> anyhow::Result<PathBuf> {
         sync_tree(&self.staging)?;
+        crate::fault::point("before-swap");
         #[cfg(target_os = "linux")]
         if self.target.is_dir() {
             // Both names always hold a whole folder: the new one, and (under
@@ -82,7 +99,8 @@ impl StagedDir {
             )
             .with_context(|| format!("cannot swap `{}` into place", self.target.display()))?;
             self.committed = true;
-            sync_parent(&self.target);
+            sync_parent(&self.target)?;
+            crate::fault::point("after-swap");
             fs_err::remove_dir_all(&self.staging)?;
             return Ok(self.target.clone());
         }
@@ -107,7 +125,8 @@ impl StagedDir {
             return Err(error.into());
         }
         self.committed = true;
-        sync_parent(&self.target);
+        sync_parent(&self.target)?;
+        crate::fault::point("after-swap");
         if let Some(aside) = aside {
             fs_err::remove_dir_all(aside)?;
         }
@@ -123,14 +142,67 @@ impl Drop for StagedDir {
     }
 }
 
-/// Syncs the folder holding `path` (so that a rename in it is durable).
-fn sync_parent(path: &Path) {
+/// Syncs the folder holding `path` (so that a rename or a new entry in it
+/// is durable).
+pub fn sync_parent(path: &Path) -> anyhow::Result<()> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    if let Ok(dir) = std::fs::File::open(parent) {
-        let _ = dir.sync_all();
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync the folder `{}`", parent.display()))
+}
+
+/// `create_dir_all`, with each folder it creates made durable (its parent
+/// synced), so that a folder renamed into a new one survives a power cut.
+pub fn create_dir_all_synced(dir: &Path) -> anyhow::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all_synced(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_parent(dir),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot create the folder `{}`", dir.display()))
+        }
+    }
+}
+
+/// Hard-links (or copies) every file under `from` into `to`, the same tree,
+/// leaving out the top-level names in `skip`.
+fn link_tree(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {
+    for entry in fs_err::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| name == **s) {
+            continue;
+        }
+        let (source, destination) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            fs_err::create_dir(&destination)?;
+            link_tree(&source, &destination, &[])?;
+        } else if std::fs::hard_link(&source, &destination).is_err() {
+            fs_err::copy(&source, &destination)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what killed jobs left beside `target` (see
+/// [`remove_stale_staging`]): for commands that change a folder in place
+/// of another, so that a refusal clears them too.
+pub fn clear_leftovers(target: &Path) {
+    if let (Some(parent), Some(name)) = (target.parent(), target.file_name()) {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        remove_stale_staging(parent, &name.to_string_lossy());
     }
 }
 

@@ -43,14 +43,30 @@ fn read_manifest(run_dir: &Path) -> anyhow::Result<serde_json::Value> {
     })
 }
 
-/// Rewrites the run's manifest atomically (temporary file, synced, renamed).
-fn write_manifest(run_dir: &Path, manifest: &serde_json::Value) -> anyhow::Result<()> {
-    let path = run_dir.join("manifest.json");
-    let temporary = run_dir.join(".manifest.json.tmp");
-    write_json(&temporary, manifest)?;
-    std::fs::File::open(&temporary)?.sync_all()?;
-    fs_err::rename(&temporary, &path)?;
-    std::fs::File::open(run_dir)?.sync_all()?;
+/// Writes a new version of the run folder with `manifest` and the report
+/// re-rendered from it (and whatever `also` adds), swapped in whole: a crash
+/// leaves the run as it was or as it is now, never a mix (say, a manifest
+/// that says approved beside a report that says proposed).
+fn rewrite_run(
+    run_dir: &Path,
+    manifest: &serde_json::Value,
+    also: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let staged = StagedDir::edit(run_dir, &["manifest.json", "report.html"])?;
+    also(staged.path())?;
+    write_json(&staged.path().join("manifest.json"), manifest)?;
+    if staged.path().join("report.json").exists() {
+        crate::report::rerender(staged.path())?;
+    } else {
+        tracing::warn!(run = %run_dir.display(), "no report.json: report.html keeps its status");
+        if run_dir.join("report.html").exists() {
+            fs_err::copy(
+                run_dir.join("report.html"),
+                staged.path().join("report.html"),
+            )?;
+        }
+    }
+    staged.commit()?;
     Ok(())
 }
 
@@ -62,17 +78,6 @@ fn text<'a>(manifest: &'a serde_json::Value, key: &str, run_dir: &Path) -> anyho
         ))
         .into()
     })
-}
-
-/// Re-renders the run's report with its new status (runs written before
-/// report.json existed keep their page).
-fn refresh_report(run_dir: &Path) -> anyhow::Result<()> {
-    if run_dir.join("report.json").exists() {
-        crate::report::rerender(run_dir)?;
-    } else {
-        tracing::warn!(run = %run_dir.display(), "no report.json: report.html keeps its status");
-    }
-    Ok(())
 }
 
 /// What `approve` did.
@@ -104,6 +109,7 @@ pub fn approve(
     if by.is_empty() {
         return Err(UsageError("--by needs the approver's name".into()).into());
     }
+    crate::output::clear_leftovers(run_dir);
     let mut manifest = read_manifest(run_dir)?;
     let run_id = text(&manifest, "run_id", run_dir)?.to_string();
     match text(&manifest, "status", run_dir)? {
@@ -119,21 +125,21 @@ pub fn approve(
     if let Some(file) = overrides {
         return approve_with_overrides(run_dir, &manifest, by, &approved_at, file, progress);
     }
-    let proposed = run_dir.join("weights_proposed.parquet");
-    if !proposed.exists() {
-        let temporary = run_dir.join(".weights_proposed.parquet.tmp");
-        fs_err::copy(run_dir.join("weights.parquet"), &temporary)?;
-        std::fs::File::open(&temporary)?.sync_all()?;
-        fs_err::rename(&temporary, &proposed)?;
-    }
     manifest["status"] = "approved".into();
     manifest["approval"] = serde_json::json!({
         "approved_by": by,
         "approved_at": approved_at,
         "overrides": [],
     });
-    write_manifest(run_dir, &manifest)?;
-    refresh_report(run_dir)?;
+    rewrite_run(run_dir, &manifest, |staging| {
+        // The proposal, kept beside the approved weights (the same bytes).
+        let proposed = staging.join("weights_proposed.parquet");
+        if !proposed.exists() {
+            fs_err::hard_link(staging.join("weights.parquet"), &proposed)
+                .or_else(|_| fs_err::copy(staging.join("weights.parquet"), &proposed).map(drop))?;
+        }
+        Ok(())
+    })?;
     Ok(ApproveSummary {
         run_dir: run_dir.to_path_buf(),
         run_id,
@@ -251,7 +257,6 @@ fn approve_with_overrides(
             file.display()
         )
     })?;
-    refresh_report(run_dir)?;
     let manifest = read_manifest(run_dir)?;
     Ok(ApproveSummary {
         run_dir: run_dir.to_path_buf(),
@@ -352,9 +357,44 @@ fn latest(to: &Path) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// Refuses to publish a run whose version already stands with other
+/// weights (the same run approved again with other overrides): published
+/// versions are never overwritten.
+fn same_weights(run_dir: &Path, version: &Path) -> anyhow::Result<()> {
+    for file in ["weights.parquet", "weights.json"] {
+        let (ours, theirs) = (run_dir.join(file), version.join(file));
+        if fs_err::read(&ours)? != fs_err::read(&theirs)? {
+            return Err(UsageError(format!(
+                "`{}` is already published with other weights than `{}` (the run approved again with other overrides?); published versions are never overwritten: publish a new run of the period instead",
+                version.display(),
+                ours.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Removes `.latest.tmp-PID` links left by killed publishes (called under
+/// the lock, so none is in use).
+fn remove_stale_links(to: &Path) {
+    if let Ok(entries) = std::fs::read_dir(to) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".latest.tmp-")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// Publishes an approved run's weights into `to`.
 pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<PublishSummary> {
-    let mut manifest = read_manifest(run_dir)?;
+    crate::output::clear_leftovers(run_dir);
+    let manifest = read_manifest(run_dir)?;
     let run_id = text(&manifest, "run_id", run_dir)?.to_string();
     let target_period = text(&manifest, "target_period", run_dir)?.to_string();
     let status = text(&manifest, "status", run_dir)?.to_string();
@@ -365,13 +405,35 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
         ))
         .into());
     }
-    fs_err::create_dir_all(to)?;
+    crate::output::create_dir_all_synced(to)?;
     let _lock = PublishLock::acquire(to)?;
+    remove_stale_links(to);
     let relative = format!("history/{target_period}/{run_id}");
+    let version = to.join(&relative);
     let previous = latest(to);
+    if version.is_dir() {
+        same_weights(run_dir, &version)?;
+    }
+    // The run's manifest and report say where it was published: written
+    // last, and again by a publish that finds the job done but this not.
+    let mark_published = |mut manifest: serde_json::Value| -> anyhow::Result<()> {
+        if manifest["status"] == "published"
+            && manifest["published"]["version"] == relative.as_str()
+        {
+            return Ok(());
+        }
+        manifest["status"] = "published".into();
+        manifest["published"] = serde_json::json!({
+            "to": to,
+            "version": relative,
+            "published_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        rewrite_run(run_dir, &manifest, |_| Ok(()))
+    };
     if previous.as_deref() == Some(relative.as_str()) {
+        mark_published(manifest)?;
         return Ok(PublishSummary {
-            version: to.join(&relative),
+            version,
             target_period,
             run_id,
             changed: false,
@@ -391,7 +453,6 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
             .into());
         }
     }
-    let version = to.join(&relative);
     if !version.is_dir() {
         // A new version: written whole, synced, renamed into place. Never
         // overwritten afterwards.
@@ -413,6 +474,7 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
     if std::env::var_os("SEGTUNE_FAIL_BEFORE_LATEST").is_some() {
         anyhow::bail!("injected failure before switching `latest` (SEGTUNE_FAIL_BEFORE_LATEST)");
     }
+    crate::fault::point("before-latest");
     // Switch `latest`: a new link renamed over the old one.
     let link = to.join(format!(".latest.tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&link);
@@ -420,14 +482,8 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
         .with_context(|| format!("cannot create `{}`", link.display()))?;
     fs_err::rename(&link, to.join("latest"))?;
     std::fs::File::open(to)?.sync_all()?;
-    manifest["status"] = "published".into();
-    manifest["published"] = serde_json::json!({
-        "to": to,
-        "version": relative,
-        "published_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    write_manifest(run_dir, &manifest)?;
-    refresh_report(run_dir)?;
+    crate::fault::point("after-latest");
+    mark_published(manifest)?;
     Ok(PublishSummary {
         version,
         target_period,

@@ -609,6 +609,7 @@ pub fn rerender(run_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf>
     fs_err::write(&temporary, page)?;
     std::fs::File::open(&temporary)?.sync_all()?;
     fs_err::rename(&temporary, &path)?;
+    crate::output::sync_parent(&path)?;
     Ok(path)
 }
 

@@ -371,6 +371,10 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             "timings": { "seconds": timings },
         });
         outputs::write_json(&dir.join("manifest.json"), &manifest)?;
+        if approval.is_some() {
+            // The page with its approval, in the same swap as the rest.
+            crate::report::rerender(&dir)?;
+        }
         Ok(RunSummary {
             run_dir: options.out.clone(),
             run_id,

@@ -208,3 +208,237 @@ fn a_publish_killed_anywhere_leaves_latest_on_a_whole_version() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(assert_versions_whole(&to), second_version);
 }
+
+/// Runs `command` with `SEGTUNE_ABORT_AT=point`, which must stop it there
+/// (the process aborts as a crash would: nothing cleaned up).
+fn abort_at(command: &mut Command, point: &str) {
+    let (code, _, stderr) = run(command.env("SEGTUNE_ABORT_AT", point));
+    assert!(
+        code != 0
+            && stderr.contains(&format!(
+                "aborted at `{}`",
+                point.split('#').next().unwrap_or(point)
+            )),
+        "the job did not stop at `{point}` (exit {code}): {stderr}"
+    );
+}
+
+/// Hidden entries (staging folders, temporary files) in `dir`.
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("folder")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with('.') && name != ".publish.lock")
+        .collect()
+}
+
+fn status(run_dir: &Path) -> String {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("manifest.json")).expect("manifest"))
+            .expect("manifest JSON");
+    manifest["status"].as_str().expect("status").to_string()
+}
+
+/// A run folder that agrees with itself: its page is the one its manifest
+/// gives (re-rendered in a copy, byte for byte), an approved run keeps its
+/// proposal, and nothing half-written lies in it.
+fn assert_consistent_run(run_dir: &Path) {
+    assert_eq!(
+        hidden(run_dir),
+        Vec::<String>::new(),
+        "leftovers in the run"
+    );
+    let copy = tempfile::tempdir().expect("temp dir");
+    for (path, bytes) in contents(run_dir) {
+        std::fs::write(copy.path().join(path), bytes).expect("copy");
+    }
+    let (code, _, stderr) = run(segtune().arg("report").arg(copy.path()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        std::fs::read(copy.path().join("report.html")).expect("page")
+            == std::fs::read(run_dir.join("report.html")).expect("page"),
+        "report.html does not show the manifest's status ({})",
+        status(run_dir)
+    );
+    if status(run_dir) != "proposed" {
+        assert!(run_dir.join("weights_proposed.parquet").is_file());
+    }
+}
+
+/// Copies a run folder (its files) to `to`.
+fn copy_run(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for (path, bytes) in contents(from) {
+        std::fs::write(to.join(path), bytes).expect("copy");
+    }
+}
+
+#[test]
+fn a_job_stopped_at_each_of_its_commit_points_leaves_whole_folders() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second) = two_runs(dir.path());
+    let config = dir.path().join("data/second.toml");
+    let proposed = contents(&second);
+    let data_before = contents(&dir.path().join("data"));
+
+    // A fresh run: nothing under the name until it is whole.
+    let fresh = dir.path().join("fresh");
+    abort_at(&mut segtune_run(&config, &fresh), "before-swap");
+    assert!(!fresh.exists(), "a partial run stands under its name");
+    abort_at(&mut segtune_run(&config, &fresh), "after-swap");
+    assert_whole_run(&fresh, &proposed);
+    // A forced run over it: the old run or the new, whole.
+    for point in ["before-swap", "after-swap"] {
+        abort_at(segtune_run(&config, &fresh).arg("--force"), point);
+        assert_whole_run(&fresh, &proposed);
+    }
+    let (code, _, stderr) = run(segtune_run(&config, &fresh).arg("--force"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(leftovers(dir.path(), "fresh"), Vec::<String>::new());
+
+    // Approval, plain and with overrides: proposed or approved, whole.
+    let weights: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.join("weights.json")).expect("weights"))
+            .expect("JSON");
+    let segment = weights[0]["segment_id"].as_u64().expect("a segment");
+    let overrides = dir.path().join("overrides.toml");
+    std::fs::write(
+        &overrides,
+        format!("[[rename]]\nsegment = {segment}\nname = \"Key accounts\"\n"),
+    )
+    .expect("overrides");
+    for (with_overrides, point) in [
+        (false, "before-swap"),
+        (false, "after-swap"),
+        (true, "before-swap"),
+        (true, "after-swap"),
+    ] {
+        let target = dir.path().join(format!("approve-{with_overrides}-{point}"));
+        copy_run(&second, &target);
+        let approve = || {
+            let mut command = segtune();
+            command.arg("approve").arg(&target).args(["--by", "Ops"]);
+            if with_overrides {
+                command.arg("--overrides").arg(&overrides);
+            }
+            command
+        };
+        abort_at(&mut approve(), point);
+        assert_consistent_run(&target);
+        let stopped_at = status(&target);
+        assert_eq!(
+            stopped_at,
+            if point == "before-swap" {
+                "proposed"
+            } else {
+                "approved"
+            },
+            "{point}"
+        );
+        if stopped_at == "proposed" {
+            assert!(
+                contents(&target) == proposed,
+                "a stopped approval changed the run"
+            );
+            let (code, _, stderr) = run(&mut approve());
+            assert_eq!(code, 0, "{stderr}");
+            assert_consistent_run(&target);
+        } else {
+            // Done already: a second approval is refused, and clears what
+            // the stopped one left beside the run.
+            let (code, _, stderr) = run(&mut approve());
+            assert_eq!(code, 2, "{stderr}");
+        }
+        assert_eq!(
+            leftovers(dir.path(), &format!("approve-{with_overrides}-{point}")),
+            Vec::<String>::new()
+        );
+    }
+
+    // Publish: every point; `latest` on a whole version, the earlier
+    // version untouched, and the next publish completes the job.
+    approve(&first);
+    approve(&second);
+    let approved = contents(&second);
+    for point in [
+        "before-swap",
+        "after-swap",
+        "before-latest",
+        "after-latest",
+        "before-swap#2",
+        "after-swap#2",
+    ] {
+        let to = dir
+            .path()
+            .join(format!("published-{}", point.replace('#', "-")));
+        let (code, _, stderr) = run(&mut publish(&first, &to));
+        assert_eq!(code, 0, "{stderr}");
+        let first_version = assert_versions_whole(&to);
+        let first_published = contents(&to.join(&first_version));
+        let run_dir = dir.path().join(format!("run-{}", point.replace('#', "-")));
+        copy_run(&second, &run_dir);
+        std::fs::write(
+            run_dir.join("manifest.json"),
+            &approved[Path::new("manifest.json")],
+        )
+        .expect("manifest");
+        abort_at(&mut publish(&run_dir, &to), point);
+        let latest = assert_versions_whole(&to);
+        assert!(
+            contents(&to.join(&first_version)) == first_published,
+            "{point}"
+        );
+        let second_version = format!(
+            "history/2026-Q2/{}",
+            serde_json::from_slice::<serde_json::Value>(&approved[Path::new("manifest.json")])
+                .expect("JSON")["run_id"]
+                .as_str()
+                .expect("run id")
+        );
+        if to.join(&second_version).exists() {
+            for file in ["weights.parquet", "weights.json"] {
+                assert!(
+                    std::fs::read(to.join(&second_version).join(file)).expect("version")
+                        == approved[Path::new(file)],
+                    "{point}: the new version's {file} is not the run's"
+                );
+            }
+        }
+        assert_eq!(
+            latest == second_version,
+            ["after-latest", "before-swap#2", "after-swap#2"].contains(&point),
+            "{point}: latest is {latest}"
+        );
+        assert_consistent_run(&run_dir);
+        assert_eq!(
+            status(&run_dir) == "published",
+            point == "after-swap#2",
+            "{point}"
+        );
+        let (code, _, stderr) = run(&mut publish(&run_dir, &to));
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(assert_versions_whole(&to), second_version);
+        assert_eq!(
+            status(&run_dir),
+            "published",
+            "{point}: the next publish completes the job"
+        );
+        assert_consistent_run(&run_dir);
+        assert_eq!(hidden(&to), Vec::<String>::new(), "{point}");
+        assert_eq!(
+            hidden(&to.join("history/2026-Q2")),
+            Vec::<String>::new(),
+            "{point}"
+        );
+    }
+    assert!(
+        contents(&dir.path().join("data")) == data_before,
+        "the inputs changed"
+    );
+}

@@ -523,3 +523,56 @@ fn approving_with_overrides_refuses_inputs_changed_since_the_run() {
     crate::common::assert_mentions(&stderr, &["weights.parquet", "previous run input changed"]);
     assert!(contents(&second) == before, "the run folder changed");
 }
+
+#[test]
+fn a_run_approved_again_with_other_weights_is_not_published_over_its_version() {
+    // The same run (same inputs, so the same run id) approved with one
+    // renaming and published; then re-run and approved with another. Its
+    // version exists with other weights: refused (exit 2), and `latest` and
+    // the version keep the first approval's weights. Approved the first way
+    // again, it publishes (nothing to change).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, second) = two_runs(dir.path());
+    let segment = weights_of(&second).keys().next().expect("a weight").0;
+    let rename = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("[[rename]]\nsegment = {segment}\nname = \"{name}\"\n"),
+        )
+        .expect("overrides");
+        path
+    };
+    let to = dir.path().join("published");
+    let (code, _, stderr) = approve_with(&second, &rename("Alpha"));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = publish(&second, &to, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let version = latest(&to);
+    let published = contents(&to.join(&version));
+    let config = dir.path().join("data/second.toml");
+    for (name, expected) in [("Beta", 2), ("Alpha", 0)] {
+        let (code, _, stderr) = run(segtune_run(&config, &second).arg("--force"));
+        assert_eq!(code, 0, "{stderr}");
+        let (code, _, stderr) = approve_with(&second, &rename(name));
+        assert_eq!(code, 0, "{stderr}");
+        let (code, _, stderr) = publish(&second, &to, &[]);
+        assert_eq!(code, expected, "{name}: {stderr}");
+        if expected == 2 {
+            assert!(
+                stderr.contains("already published with other weights"),
+                "{stderr}"
+            );
+        }
+        assert_eq!(latest(&to), version);
+        assert!(
+            contents(&to.join(&version)) == published,
+            "{name}: the version changed"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(to.join(&version).join("weights.json"))
+            .expect("published weights")
+            .contains("Alpha")
+    );
+}
