@@ -569,6 +569,15 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
         Some(Err(error)) => return Err(error.into()),
         None => return Err(IngestError { problems: vec![] }.into()),
     };
+    // What the rules leave to k-means must be clusterable, as `run` checks.
+    if let Some(settings) = &settings {
+        let rules = settings
+            .compiled_rules()
+            .map_err(|e| UsageError(e.to_string()))?;
+        let matches = segtune::rules::apply(&rules, &inputs.partners)
+            .map_err(|e| UsageError(e.to_string()))?;
+        segtune::segment::check_clusterable(&inputs.partners, &matches.unmatched_rows(), settings)?;
+    }
     let summary = serde_json::json!({
         "status": "valid",
         "config": args.config,

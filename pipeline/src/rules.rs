@@ -324,6 +324,15 @@ pub struct RuleMatches {
     pub counts: Vec<usize>,
 }
 
+impl RuleMatches {
+    /// The partner rows no rule took (those k-means clusters), in order.
+    pub fn unmatched_rows(&self) -> Vec<usize> {
+        (0..self.rule_of.len())
+            .filter(|r| self.rule_of[*r].is_none())
+            .collect()
+    }
+}
+
 /// Evaluates the rules in order over all partners.
 pub fn apply(rules: &[Rule], partners: &PartnersTable) -> Result<RuleMatches, RuleError> {
     let rows = partners.ids.len();

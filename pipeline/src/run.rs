@@ -141,10 +141,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             crate::rules::apply(&rules, &inputs.partners)
                 .map_err(|e| anyhow::Error::new(UsageError(e.to_string())))
         })?;
-        let clustered_rows: Vec<usize> = (0..inputs.partners.ids.len())
-            .filter(|r| matches.rule_of[*r].is_none())
-            .collect();
-        crate::segment::check_enough_to_cluster(clustered_rows.len(), settings)?;
+        let clustered_rows = matches.unmatched_rows();
+        crate::segment::check_clusterable(&inputs.partners, &clustered_rows, settings)?;
         let mut features = stages.time("features", || {
             features::build(&inputs.partners, &clustered_rows, &settings.features)
         })?;

@@ -252,31 +252,61 @@ pub fn sweep_params(settings: &RunSettings) -> SweepParams {
     }
 }
 
-/// Refuses (as invalid input, exit 3) a program with fewer partners outside
-/// the rule segments than the smallest k of the sweep: none at all when the
-/// rules take every partner.
-pub fn check_enough_to_cluster(
-    n_clustered: usize,
+/// Refuses (as invalid input, exit 3) what k-means cannot cluster: fewer
+/// partners outside the rule segments than the smallest k of the sweep
+/// (none at all when the rules take every partner), or a numeric feature
+/// that is null, or constant, for every partner left to cluster (the
+/// partners table as a whole passed the same checks at ingest: here the
+/// rules took the partners that made the difference).
+pub fn check_clusterable(
+    partners: &PartnersTable,
+    clustered_rows: &[usize],
     settings: &RunSettings,
 ) -> Result<(), crate::ingest::IngestError> {
+    let n_clustered = clustered_rows.len();
     let smallest_k = sweep_params(settings).ks.iter().copied().min().unwrap_or(1);
-    if n_clustered >= smallest_k {
-        return Ok(());
-    }
-    let message = if n_clustered == 0 {
-        format!("every partner matched a rule segment: none is left to cluster, and k-means needs at least k = {smallest_k} (segments.k-min or segments.k); narrow the rules")
-    } else {
-        format!("{n_clustered} partners to cluster (outside the rule segments) cannot form k = {smallest_k} segments, the smallest k of the sweep (segments.k-min or segments.k)")
+    let problem = |column: Option<&str>, message: String| crate::ingest::Problem {
+        file: settings.inputs.partners.clone(),
+        column: column.map(str::to_string),
+        row: None,
+        partner_id: None,
+        message,
     };
-    Err(crate::ingest::IngestError {
-        problems: vec![crate::ingest::Problem {
-            file: settings.inputs.partners.clone(),
-            column: None,
-            row: None,
-            partner_id: None,
-            message,
-        }],
-    })
+    let problems: Vec<crate::ingest::Problem> = if n_clustered < smallest_k {
+        vec![problem(
+            None,
+            if n_clustered == 0 {
+                format!("every partner matched a rule segment: none is left to cluster, and k-means needs at least k = {smallest_k} (segments.k-min or segments.k); narrow the rules")
+            } else {
+                format!("{n_clustered} partners to cluster (outside the rule segments) cannot form k = {smallest_k} segments, the smallest k of the sweep (segments.k-min or segments.k)")
+            },
+        )]
+    } else {
+        partners
+            .numeric
+            .par_iter()
+            .filter_map(|column| {
+                let mut present = clustered_rows
+                    .iter()
+                    .map(|r| column.values[*r])
+                    .filter(|v| !v.is_nan());
+                match present.next() {
+                    None => Some(problem(Some(&column.name), format!(
+                        "every value is null among the {n_clustered} partners left to cluster (outside the rule segments): a feature needs at least one value; leave it out of features.numeric or change the rules"
+                    ))),
+                    Some(first) if n_clustered > 1 && present.all(|v| v == first) => Some(problem(Some(&column.name), format!(
+                        "the feature is constant (every value is {first}) among the {n_clustered} partners left to cluster (outside the rule segments): it cannot tell them apart; leave it out of features.numeric or change the rules"
+                    ))),
+                    Some(_) => None,
+                }
+            })
+            .collect()
+    };
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::ingest::IngestError { problems })
+    }
 }
 
 /// Segments the partners: sweeps k (or uses the fixed k), chooses by the

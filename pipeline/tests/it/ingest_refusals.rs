@@ -648,3 +648,68 @@ fn rules_that_take_every_partner_are_refused_clearly() {
     );
     assert!(!out.exists(), "nothing written");
 }
+
+#[test]
+fn an_all_null_feature_is_refused() {
+    let fixture = with_partners_column(Col::Float("win_rate", vec![None; 6]));
+    refused(
+        &fixture,
+        &["partners.parquet", "win_rate", "every value is null"],
+    );
+}
+
+/// The fixture with `win_rate` replaced and a rule taking some partners.
+fn with_rule(win_rate: Vec<Option<f64>>, condition: &str) -> Fixture {
+    let fixture = with_partners_column(Col::Float("win_rate", win_rate));
+    fixture.write_config(&format!(
+        "{CONFIG}\n[[rules]]\nname = \"some\"\nsegment-name = \"Some\"\ncondition = \"{condition}\"\n"
+    ));
+    fixture
+}
+
+#[test]
+fn a_feature_null_or_constant_among_the_partners_left_to_cluster_is_refused() {
+    // The table as a whole passes; the rule takes the partners that made
+    // the difference, and the three left have no value, or one value.
+    let fixture = with_rule(
+        vec![Some(0.1), None, None, None, Some(0.9), Some(1.0)],
+        "win_rate >= 0",
+    );
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "win_rate",
+            "every value is null among the",
+            "partners left to cluster",
+        ],
+    );
+    let fixture = with_rule(
+        vec![
+            Some(0.1),
+            Some(0.5),
+            Some(0.5),
+            Some(0.5),
+            Some(0.9),
+            Some(1.0),
+        ],
+        "win_rate < 0.2 || win_rate > 0.8",
+    );
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "win_rate",
+            "constant (every value is 0.5) among the 3 partners left to cluster",
+        ],
+    );
+    // `run` refuses it the same way, before writing anything.
+    let out = fixture.path("run");
+    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_mentions(&stderr, &["partners.parquet", "win_rate", "constant"]);
+    assert!(!out.exists(), "nothing written");
+}
