@@ -29,7 +29,7 @@ pub fn is_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    ) || matches!(data_type, DataType::Dictionary(_, value) if matches!(**value, DataType::Utf8 | DataType::LargeUtf8))
+    ) || matches!(data_type, DataType::Dictionary(_, value) if matches!(**value, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
 }
 
 /// Numeric feature columns the generator writes, with their Arrow types.

@@ -713,3 +713,22 @@ fn a_feature_null_or_constant_among_the_partners_left_to_cluster_is_refused() {
     assert_mentions(&stderr, &["partners.parquet", "win_rate", "constant"]);
     assert!(!out.exists(), "nothing written");
 }
+
+#[test]
+fn a_partner_id_one_byte_over_the_longest_is_refused() {
+    // 256 bytes are accepted (unusual_inputs); 257 are not.
+    let long: &'static str = Box::leak(("é".repeat(128) + "x").into_boxed_str());
+    assert_eq!(long.len(), segtune_data::ids::MAX_ID_LEN + 1);
+    let mut ids: Vec<Option<&str>> = crate::common::IDS.iter().map(|s| Some(*s)).collect();
+    ids[3] = Some(long);
+    let fixture = with_partners_column(Col::Text("partner_id", ids));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "partner_id",
+            "row 3",
+            "longer than 256 bytes",
+        ],
+    );
+}

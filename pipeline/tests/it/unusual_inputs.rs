@@ -34,7 +34,8 @@ const NUMERIC: [(&str, DataType); 11] = [
     ("n_f64", DataType::Float64),
 ];
 
-/// Partner ids in many scripts and lengths (1 to 256 bytes), unique.
+/// Partner ids in many scripts and lengths (1 to 256 bytes, the longest
+/// accepted), unique.
 fn partner_id(row: usize) -> String {
     let stem = match row % 6 {
         0 => "P".to_string(),
@@ -42,10 +43,10 @@ fn partner_id(row: usize) -> String {
         2 => "合作伙伴".to_string(),
         3 => "شريك".to_string(),
         4 => "🙂".to_string(),
-        _ => "x".repeat(200),
+        _ => "x".repeat(segtune_data::ids::MAX_ID_LEN - row.to_string().len()),
     };
     let id = format!("{stem}{row}");
-    assert!(id.len() <= 256);
+    assert!(id.len() <= segtune_data::ids::MAX_ID_LEN);
     id
 }
 
@@ -108,17 +109,19 @@ fn write(path: &Path, columns: Vec<(String, ArrayRef)>, properties: WriterProper
     writer.close().expect("close");
 }
 
-/// The unusual table: each numeric column cast to its type, the ids
-/// dictionary-encoded, the tier LargeUtf8; the columns in `order`.
-fn unusual_columns(rows: std::ops::Range<usize>, reversed: bool) -> Vec<(String, ArrayRef)> {
+/// The unusual table: each numeric column cast to its type, the ids and the
+/// tier as the given text types; the columns reversed or not.
+fn unusual_columns(
+    rows: std::ops::Range<usize>,
+    reversed: bool,
+    [id_type, tier_type]: [DataType; 2],
+) -> Vec<(String, ArrayRef)> {
     let mut columns: Vec<(String, ArrayRef)> = plain_columns(rows)
         .into_iter()
         .map(|(name, array)| {
             let target = match name.as_str() {
-                "partner_id" => {
-                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
-                }
-                "tier" => DataType::LargeUtf8,
+                "partner_id" => id_type.clone(),
+                "tier" => tier_type.clone(),
                 other => NUMERIC
                     .iter()
                     .find(|(n, _)| *n == other)
@@ -177,18 +180,6 @@ fn unusual_but_valid_partners_read_as_the_plain_table() {
             .set_dictionary_enabled(true)
             .build()
     };
-    let parts = dir.path().join("unusual");
-    std::fs::create_dir_all(&parts).expect("folder");
-    write(
-        &parts.join("part-0.parquet"),
-        unusual_columns(0..ROWS / 2, false),
-        tiny(),
-    );
-    write(
-        &parts.join("part-1.parquet"),
-        unusual_columns(ROWS / 2..ROWS, true),
-        tiny(),
-    );
     let plain = ingest(
         &RunSettings::load(
             &settings(dir.path(), "plain.parquet"),
@@ -197,22 +188,63 @@ fn unusual_but_valid_partners_read_as_the_plain_table() {
         .expect("config"),
     )
     .expect("the plain table is valid");
-    let unusual = ingest(
-        &RunSettings::load(&settings(dir.path(), "unusual"), &Overrides::default())
-            .expect("config"),
-    )
-    .expect("the unusual table is valid");
-    assert_eq!(unusual.partners.ids, plain.partners.ids);
-    assert_eq!(unusual.partners.ids.len(), ROWS);
-    assert_eq!(&unusual.partners.ids[5], &partner_id(5));
-    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    for (a, b) in unusual.partners.numeric.iter().zip(&plain.partners.numeric) {
-        assert_eq!(a.name, b.name);
-        assert_eq!(bits(&a.values), bits(&b.values), "column `{}`", a.name);
-        assert!(a.n_missing() > 0);
+    let dictionary =
+        |key: DataType, value: DataType| DataType::Dictionary(Box::new(key), Box::new(value));
+    // Text as dictionaries and large strings; then as string views and a
+    // dictionary of views.
+    for (name, text_types) in [
+        (
+            "unusual",
+            [
+                dictionary(DataType::Int32, DataType::Utf8),
+                DataType::LargeUtf8,
+            ],
+        ),
+        (
+            "views",
+            [
+                DataType::Utf8View,
+                dictionary(DataType::Int8, DataType::Utf8View),
+            ],
+        ),
+    ] {
+        let parts = dir.path().join(name);
+        std::fs::create_dir_all(&parts).expect("folder");
+        write(
+            &parts.join("part-0.parquet"),
+            unusual_columns(0..ROWS / 2, false, text_types.clone()),
+            tiny(),
+        );
+        write(
+            &parts.join("part-1.parquet"),
+            unusual_columns(ROWS / 2..ROWS, true, text_types),
+            tiny(),
+        );
+        let unusual = ingest(
+            &RunSettings::load(&settings(dir.path(), name), &Overrides::default()).expect("config"),
+        )
+        .expect("the unusual table is valid");
+        assert_eq!(unusual.partners.ids, plain.partners.ids);
+        assert_eq!(unusual.partners.ids.len(), ROWS);
+        assert_eq!(&unusual.partners.ids[5], &partner_id(5));
+        assert_eq!(unusual.partners.ids[5].len(), segtune_data::ids::MAX_ID_LEN);
+        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for (a, b) in unusual.partners.numeric.iter().zip(&plain.partners.numeric) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(
+                bits(&a.values),
+                bits(&b.values),
+                "{name}: column `{}`",
+                a.name
+            );
+            assert!(a.n_missing() > 0);
+        }
+        assert_eq!(unusual.partners.numeric.len(), NUMERIC.len());
+        assert_eq!(
+            unusual.partners.categorical, plain.partners.categorical,
+            "{name}"
+        );
     }
-    assert_eq!(unusual.partners.numeric.len(), NUMERIC.len());
-    assert_eq!(unusual.partners.categorical, plain.partners.categorical);
     // And the whole job runs on it.
     let out = dir.path().join("run");
     let (code, _, stderr) = run(segtune()
