@@ -171,6 +171,11 @@ fn outputs_are_byte_identical_whatever_the_thread_count() {
     }
     assert!(outputs[0].len() >= 7, "{:?}", outputs[0].keys());
     for other in &outputs[1..] {
+        assert_eq!(
+            other.keys().collect::<Vec<_>>(),
+            outputs[0].keys().collect::<Vec<_>>(),
+            "the same files whatever the thread count"
+        );
         for (name, bytes) in &outputs[0] {
             assert!(
                 other.get(name) == Some(bytes),

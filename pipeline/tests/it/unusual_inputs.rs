@@ -3,7 +3,7 @@
 //! nulls in every column, row groups of 37 rows and pages of a few values,
 //! two part files with their columns in different orders, and partner ids
 //! in many scripts and lengths, reads exactly as the same table written
-//! plainly (Utf8 and Float64, one file).
+//! plainly (Utf8 and Float64, one file); the assignments and outcomes too.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -282,4 +282,90 @@ fn a_single_segments_worth_of_partners_runs() {
     )
     .expect("JSON");
     assert_eq!(manifest["quality"]["k"], 1);
+}
+
+/// Rewrites `path` with each named column cast to its type (the others as
+/// they are), in small row groups.
+fn recast(path: &Path, types: &[(&str, DataType)]) {
+    let (schema, batches) = crate::common::read(path);
+    assert_eq!(batches.len(), 1, "a small table");
+    let columns: Vec<(String, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let array = batches[0].column(i).clone();
+            let array = match types.iter().find(|(name, _)| name == field.name()) {
+                Some((_, target)) => arrow_cast::cast(&array, target).expect("cast"),
+                None => array,
+            };
+            (field.name().clone(), array)
+        })
+        .collect();
+    write(
+        path,
+        columns,
+        WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build(),
+    );
+    let (written, _) = crate::common::read(path);
+    for (name, target) in types {
+        let field = written.field_with_name(name).expect("column");
+        assert_eq!(field.data_type(), target, "`{name}` written as {target}");
+    }
+}
+
+#[test]
+fn unusual_but_valid_assignments_and_outcomes_read_as_the_plain_tables() {
+    let fixture = crate::common::Fixture::new();
+    let load = || {
+        ingest(
+            &RunSettings::load(&fixture.path("segtune.toml"), &Overrides::default())
+                .expect("config"),
+        )
+        .expect("valid inputs")
+    };
+    let plain = load();
+    let dictionary =
+        |key: DataType, value: DataType| DataType::Dictionary(Box::new(key), Box::new(value));
+    recast(
+        &fixture.path("assignments.parquet"),
+        &[
+            ("partner_id", DataType::LargeUtf8),
+            ("scheme_id", dictionary(DataType::Int8, DataType::Utf8View)),
+            ("cost", DataType::Float32),
+            ("segment_id", DataType::Int8),
+        ],
+    );
+    recast(
+        &fixture.path("outcomes.parquet"),
+        &[
+            ("partner_id", dictionary(DataType::UInt16, DataType::Utf8)),
+            ("revenue", DataType::Float16),
+            ("revenue_pre", DataType::Int16),
+        ],
+    );
+    let unusual = load();
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let (a, b) = (
+        unusual.assignments.expect("assignments"),
+        plain.assignments.expect("assignments"),
+    );
+    assert_eq!(a.partner_row, b.partner_row);
+    assert_eq!(a.scheme, b.scheme);
+    assert_eq!(a.schemes, b.schemes);
+    assert_eq!(bits(&a.cost), bits(&b.cost));
+    assert_eq!(a.segment_id, b.segment_id);
+    assert!(a.segment_id.contains(&None));
+    let (a, b) = (
+        unusual.outcomes.expect("outcomes"),
+        plain.outcomes.expect("outcomes"),
+    );
+    assert_eq!(a.partner_row, b.partner_row);
+    assert_eq!(a.columns.len(), 2);
+    for (x, y) in a.columns.iter().zip(&b.columns) {
+        assert_eq!(x.name, y.name);
+        assert_eq!(bits(&x.values), bits(&y.values), "`{}`", x.name);
+    }
 }
