@@ -732,3 +732,22 @@ fn a_partner_id_one_byte_over_the_longest_is_refused() {
         ],
     );
 }
+
+#[test]
+fn exactly_as_many_partners_as_the_smallest_k_run() {
+    // The boundary of `fewer_partners_than_the_smallest_k_are_refused`:
+    // six partners and k = 6 run (each partner its own segment).
+    let fixture = Fixture::new();
+    fixture.write_config(&format!("{CONFIG}\n[segments]\nk = 6\n"));
+    let out = fixture.path("run");
+    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(manifest["quality"]["k"], 6);
+}
