@@ -205,7 +205,7 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
         counts: vec![0.0; k],
     };
     // The nearest centroid (the first of equals), without branches.
-    let mut record = |row: &[T], norm: T, dot: &[T]| {
+    let nearest = |dot: &[T]| {
         let mut best = 0;
         let mut best_distance = T::INFINITY;
         for (j, (c, p)) in centroid_norms.iter().zip(dot).enumerate() {
@@ -214,6 +214,10 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
             best = if closer { j } else { best };
             best_distance = if closer { distance } else { best_distance };
         }
+        (best, best_distance)
+    };
+    // The row added to its nearest centroid's sums (rows in order).
+    let mut add = |row: &[T], norm: T, (best, best_distance): (usize, T)| {
         for (total, value) in partial.sums[best * d..(best + 1) * d].iter_mut().zip(row) {
             *total += value.to_f64();
         }
@@ -255,8 +259,19 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
             .zip(norms[..together].chunks_exact(ROWS_TOGETHER))
         {
             let dots = group_dots::<T, K, ROWS_TOGETHER>(group, d, centroids_t);
-            for (r, dot) in dots.iter().enumerate() {
-                record(&group[r * d..(r + 1) * d], group_norms[r], dot);
+            if T::EIGHT_ROWS {
+                for (r, dot) in dots.iter().enumerate() {
+                    add(&group[r * d..(r + 1) * d], group_norms[r], nearest(dot));
+                }
+            } else {
+                // Every row's nearest centroid before any sum is touched:
+                // the additions' addresses are all known when they start
+                // (3-5 % faster for f64; slower for f32's eight rows).
+                let found: [(usize, T); ROWS_TOGETHER] =
+                    std::array::from_fn(|r| nearest(&dots[r]));
+                for (r, found) in found.into_iter().enumerate() {
+                    add(&group[r * d..(r + 1) * d], group_norms[r], found);
+                }
             }
         }
         for (row, norm) in xs[together * d..].chunks_exact(d).zip(&norms[together..]) {
@@ -266,7 +281,7 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
                     *acc = value.mul_add(*c, *acc);
                 }
             }
-            record(row, *norm, &dot);
+            add(row, *norm, nearest(&dot));
         }
     } else {
         let mut dot = vec![T::ZERO; k];
@@ -277,7 +292,7 @@ fn assign_rows<T: Element, const K: usize, const ROWS_TOGETHER: usize>(
                     *acc = value.mul_add(*c, *acc);
                 }
             }
-            record(row, *norm, &dot);
+            add(row, *norm, nearest(&dot));
         }
     }
     partial
