@@ -254,8 +254,8 @@ pub fn sweep_params(settings: &RunSettings) -> SweepParams {
 
 /// Refuses (as invalid input, exit 3) what k-means cannot cluster: fewer
 /// partners outside the rule segments than the smallest k of the sweep
-/// (none at all when the rules take every partner), or a numeric feature
-/// that is null, or constant, for every partner left to cluster (the
+/// (none at all when the rules take every partner), or a numeric or one-hot
+/// feature that is null, or constant, for every partner left to cluster (the
 /// partners table as a whole passed the same checks at ingest: here the
 /// rules took the partners that made the difference).
 pub fn check_clusterable(
@@ -282,6 +282,24 @@ pub fn check_clusterable(
             },
         )]
     } else {
+        let one_hot = partners
+            .categorical
+            .iter()
+            .filter(|column| settings.features.one_hot.contains_key(&column.name))
+            .filter_map(|column| {
+                let first = column.codes[clustered_rows[0]];
+                let same = clustered_rows.iter().all(|r| column.codes[*r] == first);
+                match first {
+                    _ if !same || n_clustered == 1 => None,
+                    None => Some(problem(Some(&column.name), format!(
+                        "every value is null among the {n_clustered} partners left to cluster (outside the rule segments): a one-hot feature needs values; leave it out of features.one-hot or change the rules"
+                    ))),
+                    Some(code) => Some(problem(Some(&column.name), format!(
+                        "the one-hot feature is constant (every value is `{}`) among the {n_clustered} partners left to cluster (outside the rule segments): it cannot tell them apart; leave it out of features.one-hot or change the rules",
+                        column.levels[code as usize]
+                    ))),
+                }
+            });
         partners
             .numeric
             .par_iter()
@@ -300,6 +318,9 @@ pub fn check_clusterable(
                     Some(_) => None,
                 }
             })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(one_hot)
             .collect()
     };
     if problems.is_empty() {

@@ -751,3 +751,127 @@ fn exactly_as_many_partners_as_the_smallest_k_run() {
     .expect("JSON");
     assert_eq!(manifest["quality"]["k"], 6);
 }
+
+/// Rewrites the fixture's table `file` with column `name` replaced by
+/// `array` (any type).
+fn replace_column(fixture: &Fixture, file: &str, name: &str, array: arrow_array::ArrayRef) {
+    let path = fixture.path(file);
+    let (schema, batches) = crate::common::read(&path);
+    assert_eq!(batches.len(), 1, "a small table");
+    let columns: Vec<(String, arrow_array::ArrayRef)> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let column = if field.name() == name {
+                array.clone()
+            } else {
+                batches[0].column(i).clone()
+            };
+            (field.name().clone(), column)
+        })
+        .collect();
+    let batch = arrow_array::RecordBatch::try_from_iter(columns).expect("batch");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).expect("create"),
+        batch.schema(),
+        None,
+    )
+    .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+#[test]
+fn columns_of_other_types_are_refused_in_every_table() {
+    use std::sync::Arc;
+    let six = 6;
+    let four = 4;
+    let struct_of = |n: usize| -> arrow_array::ArrayRef {
+        Arc::new(arrow_array::StructArray::from(vec![(
+            Arc::new(arrow_schema::Field::new(
+                "x",
+                arrow_schema::DataType::Float64,
+                true,
+            )),
+            Arc::new(arrow_array::Float64Array::from(vec![1.0; n])) as arrow_array::ArrayRef,
+        )]))
+    };
+    let cases: Vec<(&str, &str, arrow_array::ArrayRef, &str)> = vec![
+        (
+            "partners.parquet",
+            "win_rate",
+            Arc::new(arrow_array::BooleanArray::from(vec![true; six])),
+            "Boolean",
+        ),
+        (
+            "partners.parquet",
+            "win_rate",
+            Arc::new(arrow_array::Date32Array::from(vec![19_000; six])),
+            "Date32",
+        ),
+        (
+            "partners.parquet",
+            "win_rate",
+            Arc::new(arrow_array::BinaryArray::from(vec![&b"0.5"[..]; six])),
+            "Binary",
+        ),
+        ("partners.parquet", "win_rate", struct_of(six), "Struct"),
+        (
+            "partners.parquet",
+            "tier",
+            Arc::new(arrow_array::Int32Array::from(vec![1; six])),
+            "Int32",
+        ),
+        (
+            "assignments.parquet",
+            "cost",
+            Arc::new(arrow_array::StringArray::from(vec!["12.5"; four])),
+            "Utf8",
+        ),
+        (
+            "assignments.parquet",
+            "scheme_id",
+            Arc::new(arrow_array::Int64Array::from(vec![1; four])),
+            "Int64",
+        ),
+        (
+            "outcomes.parquet",
+            "revenue",
+            Arc::new(arrow_array::BooleanArray::from(vec![false; six])),
+            "Boolean",
+        ),
+        ("outcomes.parquet", "revenue_pre", struct_of(six), "Struct"),
+    ];
+    for (file, column, array, type_name) in cases {
+        let fixture = Fixture::new();
+        replace_column(&fixture, file, column, array);
+        refused(&fixture, &[file, column, "wrong type", type_name]);
+    }
+}
+
+#[test]
+fn a_one_hot_feature_constant_among_the_partners_left_to_cluster_is_refused() {
+    let fixture = with_partners_column(Col::Text(
+        "tier",
+        vec![
+            Some("gold"),
+            Some("gold"),
+            Some("gold"),
+            Some("silver"),
+            Some("registered"),
+            Some("platinum"),
+        ],
+    ));
+    fixture.write_config(&format!(
+        "{CONFIG}\n[features.one-hot]\ntier = 1.0\n\n[[rules]]\nname = \"others\"\nsegment-name = \"Others\"\ncondition = \"tier != \\\"gold\\\"\"\n"
+    ));
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "tier",
+            "one-hot feature is constant (every value is `gold`) among the 3 partners",
+        ],
+    );
+}
