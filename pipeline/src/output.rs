@@ -192,9 +192,9 @@ fn link_tree(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes what killed jobs left beside `target` (see
-/// [`remove_stale_staging`]): for commands that change a folder in place
-/// of another, so that a refusal clears them too.
+/// Removes what killed jobs left beside `target` (their `.NAME.tmp-PID`
+/// and `.NAME.old-PID` folders, as [`StagedDir::create`] does): for commands
+/// that change a folder, so that a refusal clears them too.
 pub fn clear_leftovers(target: &Path) {
     if let (Some(parent), Some(name)) = (target.parent(), target.file_name()) {
         let parent = if parent.as_os_str().is_empty() {

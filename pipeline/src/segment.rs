@@ -254,7 +254,8 @@ pub fn sweep_params(settings: &RunSettings) -> SweepParams {
 
 /// Refuses (as invalid input, exit 3) what k-means cannot cluster: fewer
 /// partners outside the rule segments than the smallest k of the sweep
-/// (none at all when the rules take every partner), or a numeric or one-hot
+/// (none at all when the rules take every partner) or fewer distinct
+/// feature values among them, or a numeric or one-hot
 /// feature that is null, or constant, for every partner left to cluster (the
 /// partners table as a whole passed the same checks at ingest: here the
 /// rules took the partners that made the difference).
@@ -323,11 +324,57 @@ pub fn check_clusterable(
             .chain(one_hot)
             .collect()
     };
+    let problems = if problems.is_empty() && n_clustered >= smallest_k {
+        let distinct = distinct_rows(partners, clustered_rows, settings, smallest_k);
+        if distinct < smallest_k {
+            vec![problem(None, format!(
+                "the {n_clustered} partners left to cluster (outside the rule segments) have only {distinct} distinct feature values: k-means cannot form k = {smallest_k} segments, the smallest k of the sweep (segments.k-min or segments.k)"
+            ))]
+        } else {
+            problems
+        }
+    } else {
+        problems
+    };
     if problems.is_empty() {
         Ok(())
     } else {
         Err(crate::ingest::IngestError { problems })
     }
+}
+
+/// How many of `rows` have distinct feature values (numeric features, a
+/// missing value as a value of its own, and one-hot categories), counted up
+/// to `limit`: a scan that stops at `limit` (after a few rows on real data).
+fn distinct_rows(
+    partners: &PartnersTable,
+    rows: &[usize],
+    settings: &RunSettings,
+    limit: usize,
+) -> usize {
+    let one_hot: Vec<&crate::ingest::CategoricalColumn> = partners
+        .categorical
+        .iter()
+        .filter(|column| settings.features.one_hot.contains_key(&column.name))
+        .collect();
+    let same = |a: usize, b: usize| {
+        partners.numeric.iter().all(|column| {
+            let (x, y) = (column.values[a], column.values[b]);
+            x == y || (x.is_nan() && y.is_nan())
+        }) && one_hot
+            .iter()
+            .all(|column| column.codes[a] == column.codes[b])
+    };
+    let mut distinct: Vec<usize> = Vec::with_capacity(limit);
+    for &row in rows {
+        if !distinct.iter().any(|&seen| same(seen, row)) {
+            distinct.push(row);
+            if distinct.len() >= limit {
+                break;
+            }
+        }
+    }
+    distinct.len()
 }
 
 /// Segments the partners: sweeps k (or uses the fixed k), chooses by the

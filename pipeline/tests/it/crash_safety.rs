@@ -64,9 +64,9 @@ fn assert_whole_run(dir: &Path, whole: &BTreeMap<PathBuf, Vec<u8>>) {
     assert_eq!(manifest["run_id"], before["run_id"]);
 }
 
-/// Leftovers of killed jobs beside `name` in `parent`.
-fn leftovers(parent: &Path, name: &str) -> Vec<String> {
-    std::fs::read_dir(parent)
+/// The names of the entries of `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
         .expect("folder")
         .map(|entry| {
             entry
@@ -75,6 +75,13 @@ fn leftovers(parent: &Path, name: &str) -> Vec<String> {
                 .to_string_lossy()
                 .into_owned()
         })
+        .collect()
+}
+
+/// Leftovers of killed jobs beside `name` in `parent`.
+fn leftovers(parent: &Path, name: &str) -> Vec<String> {
+    names(parent)
+        .into_iter()
         .filter(|file| file.starts_with(&format!(".{name}.")))
         .collect()
 }
@@ -225,15 +232,8 @@ fn abort_at(command: &mut Command, point: &str) {
 
 /// Hidden entries (staging folders, temporary files) in `dir`.
 fn hidden(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .expect("folder")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+    names(dir)
+        .into_iter()
         .filter(|name| name.starts_with('.') && name != ".publish.lock")
         .collect()
 }

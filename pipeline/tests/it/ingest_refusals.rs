@@ -34,6 +34,20 @@ fn refused(fixture: &Fixture, fragments: &[&str]) -> String {
     stderr
 }
 
+/// Runs `segtune run` on the fixture and checks the refusal: exit 3, the
+/// fragments named, no run folder written.
+#[track_caller]
+fn run_refused(fixture: &Fixture, fragments: &[&str]) {
+    let out = fixture.path("run");
+    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_mentions(&stderr, fragments);
+    assert!(!out.exists(), "nothing written");
+}
+
 #[test]
 fn a_valid_fixture_passes() {
     let fixture = Fixture::new();
@@ -600,14 +614,7 @@ fn a_missing_outcome_column_is_refused() {
 fn fewer_partners_than_the_smallest_k_are_refused() {
     let fixture = Fixture::new();
     fixture.write_config(&format!("{CONFIG}\n[segments]\nk-min = 7\nk-max = 8\n"));
-    let out = fixture.path("run");
-    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
-        &fixture.path("segtune.toml"),
-        &out,
-    ));
-    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
-    assert_mentions(&stderr, &["partners.parquet", "6 partners", "k = 7"]);
-    assert!(!out.exists(), "nothing written");
+    run_refused(&fixture, &["partners.parquet", "6 partners", "k = 7"]);
 }
 
 #[test]
@@ -636,17 +643,10 @@ fn rules_that_take_every_partner_are_refused_clearly() {
     fixture.write_config(&format!(
         "{CONFIG}\n[[rules]]\nname = \"everyone\"\nsegment-name = \"Everyone\"\ncondition = \"win_rate >= 0 || win_rate < 0 || tier == \\\"gold\\\" || tier != \\\"gold\\\"\"\n"
     ));
-    let out = fixture.path("run");
-    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
-        &fixture.path("segtune.toml"),
-        &out,
-    ));
-    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
-    assert_mentions(
-        &stderr,
+    run_refused(
+        &fixture,
         &["partners.parquet", "every partner matched a rule"],
     );
-    assert!(!out.exists(), "nothing written");
 }
 
 #[test]
@@ -704,14 +704,7 @@ fn a_feature_null_or_constant_among_the_partners_left_to_cluster_is_refused() {
         ],
     );
     // `run` refuses it the same way, before writing anything.
-    let out = fixture.path("run");
-    let (code, stdout, stderr) = crate::common::run(&mut crate::common::segtune_run(
-        &fixture.path("segtune.toml"),
-        &out,
-    ));
-    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
-    assert_mentions(&stderr, &["partners.parquet", "win_rate", "constant"]);
-    assert!(!out.exists(), "nothing written");
+    run_refused(&fixture, &["partners.parquet", "win_rate", "constant"]);
 }
 
 #[test]
@@ -874,4 +867,40 @@ fn a_one_hot_feature_constant_among_the_partners_left_to_cluster_is_refused() {
             "one-hot feature is constant (every value is `gold`) among the 3 partners",
         ],
     );
+}
+
+#[test]
+fn fewer_distinct_partners_than_the_smallest_k_are_refused() {
+    // Six partners but two distinct rows of features: k = 3 cannot be
+    // formed (was a "k = 3" run with two segments).
+    let fixture = Fixture::new();
+    let halves = |low: f64, high: f64| {
+        vec![
+            Some(low),
+            Some(low),
+            Some(low),
+            Some(high),
+            Some(high),
+            Some(high),
+        ]
+    };
+    fixture.write_partners(
+        partners_columns()
+            .into_iter()
+            .map(|column| match column.name() {
+                "win_rate" => Col::Float("win_rate", halves(0.1, 0.9)),
+                "revenue_12m" => Col::Float("revenue_12m", halves(5.0, 7.0)),
+                _ => column,
+            })
+            .collect(),
+    );
+    refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "only 2 distinct feature values",
+            "k = 3",
+        ],
+    );
+    run_refused(&fixture, &["only 2 distinct feature values"]);
 }
