@@ -391,7 +391,35 @@ pub fn segment(
     settings: &RunSettings,
 ) -> anyhow::Result<Segments> {
     let config = &settings.segments;
-    let sweep_params = sweep_params(settings);
+    let mut sweep_params = sweep_params(settings);
+    // A k beyond the distinct rows to cluster cannot be fitted: left out
+    // (check_clusterable made sure the smallest can).
+    let largest_k = sweep_params.ks.iter().copied().max().unwrap_or(1);
+    let distinct = distinct_rows(partners, clustered_rows, settings, largest_k);
+    let left_out: Vec<usize> = sweep_params
+        .ks
+        .iter()
+        .copied()
+        .filter(|k| *k > distinct)
+        .collect();
+    sweep_params.ks.retain(|k| *k <= distinct);
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        tracing::warn!(
+            ?left_out,
+            distinct,
+            "k beyond the distinct partners to cluster left out of the sweep"
+        );
+        format!(
+            " (k = {} left out: only {distinct} distinct partners to cluster)",
+            left_out
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let ks = sweep_params.ks.clone();
     let matrix = std::mem::take(&mut features.matrix);
     let swept = sweep(matrix.view(), &sweep_params).context("k-means failed")?;
@@ -429,16 +457,30 @@ pub fn segment(
                 config.k_max,
                 config.min_share * 100.0,
                 config.min_stability
-            ),
+            ) + &left_out,
         )
     } else if let Some(fallback) = config.fallback_k {
-        let index = ks.iter().position(|k| *k == fallback).ok_or_else(|| {
-            crate::exit::UsageError(format!(
-                "segments.fallback-k = {fallback} is outside the sweep {}..={}",
-                config.k_min, config.k_max
-            ))
+        let index = ks.iter().position(|k| *k == fallback).ok_or_else(|| -> anyhow::Error {
+            if fallback > distinct {
+                crate::ingest::IngestError {
+                    problems: vec![crate::ingest::Problem {
+                        file: settings.inputs.partners.clone(),
+                        column: None,
+                        row: None,
+                        partner_id: None,
+                        message: format!("no k passed the quality gates, and the fallback k = {fallback} (segments.fallback-k) cannot be formed: only {distinct} distinct partners to cluster"),
+                    }],
+                }
+                .into()
+            } else {
+                crate::exit::UsageError(format!(
+                    "segments.fallback-k = {fallback} is outside the sweep {}..={}",
+                    config.k_min, config.k_max
+                ))
+                .into()
+            }
         })?;
-        (index, format!("no k passed the quality gates; k = {fallback} is the configured fallback (segments.fallback-k)"))
+        (index, format!("no k passed the quality gates; k = {fallback} is the configured fallback (segments.fallback-k){left_out}"))
     } else {
         return Err(NoViableK {
             candidates,

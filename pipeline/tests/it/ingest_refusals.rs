@@ -904,3 +904,43 @@ fn fewer_distinct_partners_than_the_smallest_k_are_refused() {
     );
     run_refused(&fixture, &["only 2 distinct feature values"]);
 }
+
+#[test]
+fn a_sweep_beyond_the_distinct_partners_leaves_those_k_out() {
+    // Three distinct rows of features, a sweep of 2 to 4: k = 4 cannot be
+    // fitted and is left out, said in the reason (was exit 1, "k-means
+    // failed", found by `odd_programs`).
+    let fixture = Fixture::new();
+    let pairs = |a: f64, b: f64, c: f64| vec![Some(a), Some(a), Some(b), Some(b), Some(c), Some(c)];
+    fixture.write_partners(
+        partners_columns()
+            .into_iter()
+            .map(|column| match column.name() {
+                "win_rate" => Col::Float("win_rate", pairs(0.1, 0.5, 0.9)),
+                "revenue_12m" => Col::Float("revenue_12m", pairs(5.0, 6.0, 7.0)),
+                _ => column,
+            })
+            .collect(),
+    );
+    fixture.write_config(&format!(
+        "{CONFIG}\n[segments]\nk-min = 2\nk-max = 4\nfallback-k = 2\nbootstrap = 3\n"
+    ));
+    let out = fixture.path("run");
+    let (code, _, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &out,
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    let selection = &manifest["quality"]["k_selection"];
+    assert!(
+        selection["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("k = 4 left out: only 3 distinct partners")),
+        "{selection}"
+    );
+    assert!(manifest["quality"]["k"].as_u64().is_some_and(|k| k <= 3));
+}

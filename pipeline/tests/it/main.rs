@@ -14,6 +14,7 @@ mod fuzz_replay;
 mod generate_cli;
 mod ingest_refusals;
 mod lift_checks;
+mod odd_programs;
 mod peer_kmeans;
 mod publish_cli;
 mod report_browser;
