@@ -283,11 +283,7 @@ pub fn check_clusterable(
             },
         )]
     } else {
-        let one_hot = partners
-            .categorical
-            .iter()
-            .filter(|column| settings.features.one_hot.contains_key(&column.name))
-            .filter_map(|column| {
+        let one_hot = one_hot_columns(partners, settings).filter_map(|column| {
                 let first = column.codes[clustered_rows[0]];
                 let same = clustered_rows.iter().all(|r| column.codes[*r] == first);
                 match first {
@@ -343,6 +339,17 @@ pub fn check_clusterable(
     }
 }
 
+/// The categorical columns that enter the clustering (`features.one-hot`).
+fn one_hot_columns<'a>(
+    partners: &'a PartnersTable,
+    settings: &'a RunSettings,
+) -> impl Iterator<Item = &'a crate::ingest::CategoricalColumn> {
+    partners
+        .categorical
+        .iter()
+        .filter(|column| settings.features.one_hot.contains_key(&column.name))
+}
+
 /// How many of `rows` have distinct feature values (numeric features, a
 /// missing value as a value of its own, and one-hot categories), counted up
 /// to `limit`: a scan that stops at `limit` (after a few rows on real data).
@@ -352,11 +359,8 @@ fn distinct_rows(
     settings: &RunSettings,
     limit: usize,
 ) -> usize {
-    let one_hot: Vec<&crate::ingest::CategoricalColumn> = partners
-        .categorical
-        .iter()
-        .filter(|column| settings.features.one_hot.contains_key(&column.name))
-        .collect();
+    let one_hot: Vec<&crate::ingest::CategoricalColumn> =
+        one_hot_columns(partners, settings).collect();
     let same = |a: usize, b: usize| {
         partners.numeric.iter().all(|column| {
             let (x, y) = (column.values[a], column.values[b]);
