@@ -571,11 +571,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
     };
     // What the rules leave to k-means must be clusterable, as `run` checks.
     if let Some(settings) = &settings {
-        let rules = settings
-            .compiled_rules()
-            .map_err(|e| UsageError(e.to_string()))?;
-        let matches = segtune::rules::apply(&rules, &inputs.partners)
-            .map_err(|e| UsageError(e.to_string()))?;
+        let (_, matches) = segtune::rules::compile_and_apply(settings, &inputs.partners)?;
         segtune::segment::check_clusterable(&inputs.partners, &matches.unmatched_rows(), settings)?;
     }
     let summary = serde_json::json!({

@@ -333,6 +333,18 @@ impl RuleMatches {
     }
 }
 
+/// The configuration's rules, compiled and evaluated over the partners: a
+/// rule that cannot be compiled or evaluated is a configuration error.
+pub fn compile_and_apply(
+    settings: &crate::config::RunSettings,
+    partners: &PartnersTable,
+) -> anyhow::Result<(Vec<Rule>, RuleMatches)> {
+    let usage = |e: RuleError| anyhow::Error::new(crate::exit::UsageError(e.to_string()));
+    let rules = settings.compiled_rules().map_err(usage)?;
+    let matches = apply(&rules, partners).map_err(usage)?;
+    Ok((rules, matches))
+}
+
 /// Evaluates the rules in order over all partners.
 pub fn apply(rules: &[Rule], partners: &PartnersTable) -> Result<RuleMatches, RuleError> {
     let rows = partners.ids.len();

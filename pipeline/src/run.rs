@@ -15,7 +15,6 @@ use rayon::prelude::*;
 
 use crate::config::RunSettings;
 use crate::evaluate::{evaluate, Evaluation, LiftRow};
-use crate::exit::UsageError;
 use crate::ingest::ingest;
 use crate::output::StagedDir;
 use crate::segment::{profiles, segment, SegmentInfo};
@@ -134,12 +133,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             Some(dir) => Some(stages.time("previous run", || Ok(previous::read(dir)?))?),
             None => None,
         };
-        let rules = settings
-            .compiled_rules()
-            .map_err(|e| UsageError(e.to_string()))?;
-        let matches = stages.time("rules", || {
-            crate::rules::apply(&rules, &inputs.partners)
-                .map_err(|e| anyhow::Error::new(UsageError(e.to_string())))
+        let (rules, matches) = stages.time("rules", || {
+            crate::rules::compile_and_apply(settings, &inputs.partners)
         })?;
         let clustered_rows = matches.unmatched_rows();
         crate::segment::check_clusterable(&inputs.partners, &clustered_rows, settings)?;
