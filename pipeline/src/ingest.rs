@@ -1250,54 +1250,25 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     let no_ids = PartnerIds::default();
     let ids: &PartnerIds = partners.as_ref().map_or(&no_ids, |p| &p.ids);
     // With an unreadable partners table, assignments and outcomes are still
-    // checked on their own, so that one run reports everything.
+    // read and checked on their own (their columns and values), so that one
+    // run reports everything; only the match with the partners waits.
     let assignments = settings.inputs.assignments.as_ref().and_then(|path| {
-        if partners.is_some() {
-            let table = read_table(path, &assignment_specs(), limits, &mut problems)?;
-            Some(read_assignments(
+        let table = read_table(path, &assignment_specs(), limits, &mut problems)?;
+        partners.is_some().then(|| {
+            read_assignments(
                 table,
                 &index,
                 ids,
                 settings.tuning.schemes.as_deref(),
                 &mut problems,
-            ))
-        } else {
-            read_table(
-                path,
-                &[ColumnSpec {
-                    name: PARTNER_ID.into(),
-                    role: Role::Key,
-                    required: true,
-                }],
-                limits,
-                &mut problems,
-            );
-            None
-        }
+            )
+        })
     });
     let outcomes = settings.inputs.outcomes.as_ref().and_then(|path| {
-        if partners.is_some() {
-            let table = read_table(path, &outcome_column_specs, limits, &mut problems)?;
-            Some(read_outcomes(
-                table,
-                &outcome_names,
-                &index,
-                ids,
-                &mut problems,
-            ))
-        } else {
-            read_table(
-                path,
-                &[ColumnSpec {
-                    name: PARTNER_ID.into(),
-                    role: Role::Key,
-                    required: true,
-                }],
-                limits,
-                &mut problems,
-            );
-            None
-        }
+        let table = read_table(path, &outcome_column_specs, limits, &mut problems)?;
+        partners
+            .is_some()
+            .then(|| read_outcomes(table, &outcome_names, &index, ids, &mut problems))
     });
     if let Some(previous) = &settings.inputs.previous_run {
         if !previous.is_dir() {

@@ -86,6 +86,39 @@ fn missing_file_is_refused() {
 }
 
 #[test]
+fn with_the_partners_unreadable_the_other_tables_are_still_checked() {
+    // One run reports everything: an unreadable partners table does not
+    // hide a wrongly typed assignments column or a missing outcome column.
+    let fixture = Fixture::new();
+    std::fs::remove_file(fixture.path("partners.parquet")).expect("remove");
+    write_table(
+        &fixture.path("assignments.parquet"),
+        vec![
+            Col::Text("partner_id", vec![Some("A1")]),
+            Col::Text("scheme_id", vec![Some("holdout")]),
+            Col::Text("cost", vec![Some("ten")]),
+        ],
+    );
+    write_table(
+        &fixture.path("outcomes.parquet"),
+        vec![Col::Text("partner_id", vec![Some("A1")])],
+    );
+    let stderr = refused(
+        &fixture,
+        &[
+            "partners.parquet",
+            "cannot be read",
+            "assignments.parquet",
+            "column `cost`",
+            "outcomes.parquet",
+            "column `revenue`",
+            "column `revenue_pre`",
+        ],
+    );
+    assert_eq!(stderr.matches("\n  - ").count(), 4, "{stderr}");
+}
+
+#[test]
 fn non_numeric_feature_is_refused() {
     let fixture = with_partners_column(Col::Text("win_rate", vec![Some("high"); 6]));
     refused(
