@@ -5,19 +5,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
-use segtune_data::parquet_io::write_parquet;
-use segtune_data::schema;
 use segtune_models::segmentation::assign_to_centroids;
 
 use crate::config::FeatureSettings;
 use crate::continuity::PreviousModel;
 use crate::exit::UsageError;
 use crate::ingest::{read_partners, IngestError};
+use crate::outputs::SegmentRow;
 use crate::rules::{apply, Rule};
 
 /// What `assign` wrote.
@@ -192,28 +189,30 @@ pub fn assign(
         );
     }
     let ids: Vec<u32> = segment_id.into_iter().flatten().collect();
-    let name_of = |id: &u32| {
-        names
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| (format!("Segment {id}"), "kmeans".to_string()))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(partners.ids.iter().collect::<Vec<_>>())),
-        Arc::new(UInt32Array::from(ids.clone())),
-        Arc::new(StringArray::from(
-            ids.iter().map(|id| name_of(id).0).collect::<Vec<_>>(),
-        )),
-        Arc::new(StringArray::from(
-            ids.iter().map(|id| name_of(id).1).collect::<Vec<_>>(),
-        )),
-        Arc::new(Float64Array::from(distance)),
-        Arc::new(UInt32Array::from(second)),
-        Arc::new(Float64Array::from(margin)),
-        Arc::new(UInt32Array::from(vec![None::<u32>; n])),
-    ];
-    let batch = RecordBatch::try_new(schema::segments(), columns)?;
-    write_parquet(out, schema::segments(), &[batch])?;
+    // Every segment's name and source, with a neutral name for one the run
+    // did not list.
+    let labels: HashMap<u32, (String, String)> = ids
+        .iter()
+        .map(|id| {
+            let label = names
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| (format!("Segment {id}"), "kmeans".to_string()));
+            (*id, label)
+        })
+        .collect();
+    crate::outputs::write_segment_rows(out, &partners.ids, |r| {
+        let (name, source) = &labels[&ids[r]];
+        SegmentRow {
+            id: ids[r],
+            name,
+            source,
+            distance: distance[r],
+            second: second[r],
+            margin: margin[r],
+            previous: None,
+        }
+    })?;
     // The rename into place made durable.
     crate::output::sync_parent(out)?;
     let mut segments = BTreeMap::new();

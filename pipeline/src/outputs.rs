@@ -16,6 +16,7 @@ use segtune_data::schema;
 
 use crate::draw::NextAssignments;
 use crate::evaluate::{CellDesign, LiftRow, RandomisationRow};
+use crate::ids::PartnerIds;
 use crate::ingest::PartnersTable;
 use crate::power::PowerRow;
 use crate::segment::{SegmentProfile, Segments};
@@ -60,56 +61,68 @@ fn write_rows(
     Ok(())
 }
 
-/// `segments.parquet`.
+/// One partner's row of `segments.parquet`.
+pub struct SegmentRow<'a> {
+    /// Segment id.
+    pub id: u32,
+    /// Segment name.
+    pub name: &'a str,
+    /// How the partner got there (a rule, k-means, an override).
+    pub source: &'a str,
+    /// Distance to its centroid (k-means segments only).
+    pub distance: Option<f64>,
+    /// Id of the nearest other segment.
+    pub second: Option<u32>,
+    /// Distance gap to that segment.
+    pub margin: Option<f64>,
+    /// The partner's segment in the previous run.
+    pub previous: Option<u32>,
+}
+
+/// A `segments.parquet` of the partners `ids` at `path`, row `r` being
+/// `row(r)`: the one writer of that table, for a run and for `assign`.
+pub fn write_segment_rows<'a>(
+    path: &Path,
+    ids: &PartnerIds,
+    row: impl Fn(usize) -> SegmentRow<'a>,
+) -> anyhow::Result<()> {
+    write_rows(path, schema::segments(), ids.len(), |rows| {
+        let batch: Vec<SegmentRow> = rows.clone().map(&row).collect();
+        vec![
+            array(ids.range(rows), StringArray::from),
+            array(batch.iter().map(|r| r.id), UInt32Array::from),
+            array(batch.iter().map(|r| r.name), StringArray::from),
+            array(batch.iter().map(|r| r.source), StringArray::from),
+            array(batch.iter().map(|r| r.distance), Float64Array::from),
+            array(batch.iter().map(|r| r.second), UInt32Array::from),
+            array(batch.iter().map(|r| r.margin), Float64Array::from),
+            array(batch.iter().map(|r| r.previous), UInt32Array::from),
+        ]
+    })
+}
+
+/// `segments.parquet` of a run.
 pub fn write_segments(
     dir: &Path,
     partners: &PartnersTable,
     segments: &Segments,
 ) -> anyhow::Result<()> {
-    let info = |row: usize| &segments.segments[segments.member[row]];
-    write_rows(
-        &dir.join("segments.parquet"),
-        schema::segments(),
-        partners.ids.len(),
-        |rows| {
-            vec![
-                array(partners.ids.range(rows.clone()), StringArray::from),
-                array(rows.clone().map(|r| info(r).id), UInt32Array::from),
-                array(
-                    rows.clone().map(|r| info(r).name.as_str()),
-                    StringArray::from,
-                ),
-                array(
-                    rows.clone().map(|r| {
-                        if segments.pinned[r] {
-                            crate::segment::SOURCE_OVERRIDE
-                        } else {
-                            info(r).source.as_str()
-                        }
-                    }),
-                    StringArray::from,
-                ),
-                array(
-                    segments.distance[rows.clone()].iter().copied(),
-                    Float64Array::from,
-                ),
-                array(
-                    segments.second[rows.clone()]
-                        .iter()
-                        .map(|s| s.map(|index| segments.segments[index].id)),
-                    UInt32Array::from,
-                ),
-                array(
-                    segments.margin[rows.clone()].iter().copied(),
-                    Float64Array::from,
-                ),
-                array(
-                    segments.previous_segment_id[rows].iter().copied(),
-                    UInt32Array::from,
-                ),
-            ]
-        },
-    )
+    write_segment_rows(&dir.join("segments.parquet"), &partners.ids, |r| {
+        let info = &segments.segments[segments.member[r]];
+        SegmentRow {
+            id: info.id,
+            name: &info.name,
+            source: if segments.pinned[r] {
+                crate::segment::SOURCE_OVERRIDE
+            } else {
+                &info.source
+            },
+            distance: segments.distance[r],
+            second: segments.second[r].map(|index| segments.segments[index].id),
+            margin: segments.margin[r],
+            previous: segments.previous_segment_id[r],
+        }
+    })
 }
 
 /// `segment_profiles.parquet`.
