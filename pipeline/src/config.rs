@@ -559,7 +559,111 @@ impl TuningSettings {
     /// The limits of `scheme` in `segment`: the segment's own rules over the
     /// program's.
     pub fn limits(&self, segment: u32, scheme: &str) -> segtune_models::tuning::SchemeLimits {
-        let own = self.segments.get(&segment);
+        self.limits_under(self.segments.get(&segment), scheme)
+    }
+
+    /// What stops these limits from giving weights to `schemes` (the
+    /// schemes to weigh), by where it is: `None` for the program's limits,
+    /// a segment id for a segment's own. A scheme capped below the floor
+    /// (the floor would win, silently), and limits whose lower bounds
+    /// (floors and pins) sum above 1 or whose upper bounds (caps and pins;
+    /// 0 when switched off) sum below it. Checked before any work, by
+    /// `validate` as by `run`, and for `approve --overrides`.
+    pub fn unmet(&self, schemes: &[String]) -> Vec<(Option<u32>, String)> {
+        let places = std::iter::once(None).chain(self.segments.keys().map(|id| Some(*id)));
+        let mut found: Vec<(Option<u32>, String)> = Vec::new();
+        for place in places {
+            let own = place.and_then(|id| self.segments.get(&id));
+            let limits: Vec<_> = schemes
+                .iter()
+                .map(|scheme| self.limits_under(own, scheme))
+                .collect();
+            let mut messages = Vec::new();
+            for (scheme, limit) in schemes.iter().zip(&limits) {
+                if !limit.off && limit.pinned.is_none() && limit.cap < limit.floor {
+                    messages.push(format!(
+                        "`{scheme}` is capped at {}, below the floor of {}: switch it off for a weight of 0, or lower tuning.floor",
+                        limit.cap, limit.floor
+                    ));
+                }
+            }
+            // Each scheme's bounds with no previous weights, in words.
+            let listed =
+                |part: &dyn Fn(&segtune_models::tuning::SchemeLimits) -> Option<String>| {
+                    schemes
+                        .iter()
+                        .zip(&limits)
+                        .filter_map(|(scheme, limit)| Some(format!("{scheme} {}", part(limit)?)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+            let bounds = segtune_models::tuning::bounds(&limits, None, self.max_step);
+            let lower: f64 = bounds.iter().map(|b| b.0).sum();
+            let upper: f64 = bounds.iter().map(|b| b.1).sum();
+            const SLACK: f64 = 1e-9;
+            if lower > 1.0 + SLACK {
+                messages.push(format!(
+                    "the least the {} schemes can get sums to {lower:.3}, more than 1 (pinned: {}; floor {} for each of the others)",
+                    schemes.len(),
+                    listed(&|l| l.pinned.map(|w| w.to_string())),
+                    self.floor,
+                ));
+            } else if upper < 1.0 - SLACK {
+                messages.push(format!(
+                    "the most the {} schemes can get sums to {upper:.3}, less than 1 ({})",
+                    schemes.len(),
+                    listed(&|l| Some(if l.off {
+                        "off".to_string()
+                    } else if let Some(w) = l.pinned {
+                        format!("pinned {w}")
+                    } else {
+                        format!("up to {}", l.cap.max(l.floor))
+                    })),
+                ));
+            }
+            for message in messages {
+                // A segment's own entry is named only for what it adds.
+                if !found.iter().any(|(p, m)| p.is_none() && *m == message) {
+                    found.push((place, message));
+                }
+            }
+        }
+        found
+    }
+
+    /// Scheme ids these settings name (caps, pins, switches, initial
+    /// weights; the program's and each segment's) that are not in
+    /// `schemes`, by where they are named (`None`: the program).
+    pub fn unknown_schemes(&self, schemes: &[String]) -> Vec<(Option<u32>, &'static str, String)> {
+        let mut found = Vec::new();
+        let places = std::iter::once((None, &self.rules))
+            .chain(self.segments.iter().map(|(id, rules)| (Some(*id), rules)));
+        for (place, rules) in places {
+            for (key, named) in [
+                ("caps", rules.caps.keys().collect::<Vec<_>>()),
+                ("pinned", rules.pinned.keys().collect()),
+                ("off", rules.off.iter().collect()),
+            ] {
+                for scheme in named {
+                    if !schemes.contains(scheme) {
+                        found.push((place, key, scheme.clone()));
+                    }
+                }
+            }
+        }
+        for scheme in self.initial_weights.keys() {
+            if !schemes.contains(scheme) {
+                found.push((None, "initial-weights", scheme.clone()));
+            }
+        }
+        found
+    }
+
+    fn limits_under(
+        &self,
+        own: Option<&SchemeRules>,
+        scheme: &str,
+    ) -> segtune_models::tuning::SchemeLimits {
         let cap = own
             .and_then(|r| r.caps.get(scheme))
             .or_else(|| self.rules.caps.get(scheme))
@@ -659,6 +763,86 @@ pub struct RuleSettings {
     pub segment_name: String,
     /// Condition.
     pub condition: String,
+}
+
+impl RunSettings {
+    /// The tuning limits checked against the schemes to weigh:
+    /// `tuning.schemes`, else `from_assignments` (the schemes in the
+    /// assignments, `holdout` aside). A scheme the limits name that is not
+    /// one of them (a typo would leave a limit doing nothing), a cap below
+    /// the floor, or limits that cannot sum to 1 is a configuration error
+    /// naming the key and its line; `validate` and `run` check it as soon as
+    /// the assignments are read. Nothing to check without schemes (the
+    /// tuner then says what is missing).
+    pub fn check_tuning(&self, from_assignments: Option<&[String]>) -> Result<(), ConfigError> {
+        let schemes: Vec<String> = match (&self.tuning.schemes, from_assignments) {
+            (Some(schemes), _) => schemes.clone(),
+            (None, Some(found)) => found
+                .iter()
+                .filter(|s| s.as_str() != segtune_data::HOLDOUT)
+                .cloned()
+                .collect(),
+            (None, None) => return Ok(()),
+        };
+        if schemes.is_empty() {
+            return Ok(());
+        }
+        let source = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        // The key of a segment's own limits: its `[[tuning.segment]]` entry.
+        let place_key = |place: Option<u32>| -> String {
+            let Some(id) = place else {
+                return "tuning".to_string();
+            };
+            segment_entry(&source, id).map_or_else(
+                || format!("tuning.segment (id {id})"),
+                |index| format!("tuning.segment.{index}"),
+            )
+        };
+        let mut problems = Vec::new();
+        let mut push = |key: String, message: String| {
+            let parts: Vec<&str> = key.split('.').collect();
+            problems.push(ConfigProblem {
+                line: key_line(&source, &parts),
+                key,
+                message,
+            });
+        };
+        if self.tuning.schemes.is_none() {
+            for (place, key, scheme) in self.tuning.unknown_schemes(&schemes) {
+                push(
+                    format!("{}.{key}", place_key(place)),
+                    format!(
+                        "`{scheme}` is not a scheme of the assignments (they have: {})",
+                        schemes.join(", ")
+                    ),
+                );
+            }
+        }
+        for (place, message) in self.tuning.unmet(&schemes) {
+            push(place_key(place), message);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: self.config_path.clone(),
+                problems,
+            })
+        }
+    }
+}
+
+/// The index of the `[[tuning.segment]]` entry for segment `id`.
+fn segment_entry(source: &str, id: u32) -> Option<usize> {
+    let document = toml_edit::ImDocument::parse(source).ok()?;
+    let entries = document
+        .get("tuning")?
+        .get("segment")?
+        .as_array_of_tables()?;
+    let index = entries
+        .iter()
+        .position(|entry| entry.get("id").and_then(|v| v.as_integer()) == Some(i64::from(id)));
+    index
 }
 
 impl RunSettings {

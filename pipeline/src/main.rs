@@ -569,8 +569,10 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
         Some(Err(error)) => return Err(error.into()),
         None => return Err(IngestError { problems: vec![] }.into()),
     };
-    // What the rules leave to k-means must be clusterable, as `run` checks.
+    // The tuning limits against the schemes, and what the rules leave to
+    // k-means must be clusterable, as `run` checks.
     if let Some(settings) = &settings {
+        settings.check_tuning(inputs.assignments.as_ref().map(|a| a.schemes.as_slice()))?;
         let (_, matches) = segtune::rules::compile_and_apply(settings, &inputs.partners)?;
         segtune::segment::check_clusterable(&inputs.partners, &matches.unmatched_rows(), settings)?;
     }

@@ -286,6 +286,20 @@ impl Overrides {
             }
         }
         if problems.is_empty() {
+            // Limits that cannot be met once the overrides are added (a cap
+            // below the floor, caps summing below 1, pins above it).
+            let schemes: Vec<String> = shape.schemes.iter().cloned().collect();
+            for (place, message) in self.tuning(tuning).unmet(&schemes) {
+                if let Some(segment) =
+                    place.filter(|id| self.scheme.iter().any(|e| e.segment == *id))
+                {
+                    problems.push(format!(
+                        "the [[scheme]] entries of segment {segment}: {message}"
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
             Err(problem(file, problems))

@@ -129,6 +129,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
     let mut stages = Stages::new(options.progress);
     let result = (|| -> anyhow::Result<RunSummary> {
         let inputs = stages.time("ingest", || Ok(ingest(settings)?))?;
+        settings.check_tuning(inputs.assignments.as_ref().map(|a| a.schemes.as_slice()))?;
         let previous = match &settings.inputs.previous_run {
             Some(dir) => Some(stages.time("previous run", || Ok(previous::read(dir)?))?),
             None => None,

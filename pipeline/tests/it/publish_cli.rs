@@ -320,7 +320,8 @@ fn approving_with_each_kind_of_override_re_derives_the_run_and_an_invalid_one_ch
         ("[[scheme]]\nsegment = 999\nscheme = \"nope\"\ncap = 1.5\npin = 0.1\n", vec!["segment 999 is not in this run", "scheme `nope` is not in this run", "exactly one of `pin`, `cap` or `off`", "`cap = 1.5`"]),
         (&format!("[[rename]]\nsegment = {a}\nname = \"{other_name}\"\n"), vec!["would both be called"]),
         (&format!("[[pin-partners]]\nsegment = {a}\npartners = [\"P-unknown\"]\n"), vec!["partner `P-unknown` is not among this run's partners"]),
-        (&format!("[[scheme]]\nsegment = {a}\nscheme = \"{}\"\npin = 0.9\n[[scheme]]\nsegment = {a}\nscheme = \"{}\"\npin = 0.9\n", schemes[0], schemes[1]), vec!["the constraints cannot be met", "nothing was changed"]),
+        (&format!("[[scheme]]\nsegment = {a}\nscheme = \"{}\"\npin = 0.9\n[[scheme]]\nsegment = {a}\nscheme = \"{}\"\npin = 0.9\n", schemes[0], schemes[1]), vec![&format!("the [[scheme]] entries of segment {a}: the least the"), "more than 1", "nothing was changed"]),
+        (&format!("[[scheme]]\nsegment = {a}\nscheme = \"{}\"\ncap = {}\n", schemes[0], floor / 2.0), vec![&format!("`{}` is capped at {}, below the floor of {floor}", schemes[0], floor / 2.0)]),
         ("[[renam]]\nsegment = 1\n", vec!["unknown field `renam`", "line 1"]),
         ("", vec!["has no [[rename]], [[pin-partners]] or [[scheme]] entry"]),
     ] {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    assert_mentions, floats, generate_into, read, run, segtune_run, strings, u32s,
+    assert_mentions, floats, generate_into, read, run, segtune, segtune_run, strings, u32s,
 };
 
 fn generated(dir: &Path) -> PathBuf {
@@ -73,21 +73,81 @@ fn switched_off_pinned_and_capped_schemes_get_exactly_their_limits() {
     }
 }
 
+/// `validate` and `run` both refuse `config` as a configuration error (exit
+/// 2) naming `fragments`, and the run writes nothing.
+#[track_caller]
+fn refused_by_validate_and_run(config: &Path, out: &Path, fragments: &[&str]) {
+    let (code, stdout, stderr) = run(segtune().arg("validate").arg("--config").arg(config));
+    assert_eq!(code, 2, "validate: {stdout}{stderr}");
+    assert_mentions(&stderr, fragments);
+    let (code, stdout, stderr) = run(&mut segtune_run(config, out));
+    assert_eq!(code, 2, "run: {stderr}");
+    assert!(stdout.is_empty());
+    assert_mentions(&stderr, fragments);
+    assert!(!out.exists(), "no run folder");
+}
+
 #[test]
 fn limits_that_cannot_be_met_are_a_configuration_error_and_nothing_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = generated(dir.path());
+    let out = dir.path().join("run");
+    // The schemes come from the assignments here (no `tuning.schemes`), so
+    // these are found once they are read, by `validate` as by `run`.
     let config = with_tuning(
         &data,
         "infeasible.toml",
         "pinned = { cert_bonus = 0.7, attach_bonus = 0.3 }\nfloor = 0.05",
     );
-    let out = dir.path().join("run");
-    let (code, stdout, stderr) = run(&mut segtune_run(&config, &out));
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stdout.is_empty());
-    assert_mentions(&stderr, &["segment", "constraints cannot be met", "pinned"]);
-    assert!(!out.exists(), "no run folder");
+    refused_by_validate_and_run(
+        &config,
+        &out,
+        &[
+            "infeasible.toml",
+            "key `tuning` (line",
+            "the least the 5 schemes can get sums to 1.150, more than 1",
+            "pinned: attach_bonus 0.3, cert_bonus 0.7; floor 0.05 for each of the others",
+        ],
+    );
+    let config = with_tuning(&data, "floor.toml", "floor = 0.3");
+    refused_by_validate_and_run(&config, &out, &["sums to 1.500, more than 1"]);
+    let config = with_tuning(
+        &data,
+        "caps.toml",
+        "caps = { cert_bonus = 0.1, attach_bonus = 0.1, deal_reg_spiff = 0.1, cosell_fund = 0.1, new_market_bonus = 0.1 }",
+    );
+    refused_by_validate_and_run(
+        &config,
+        &out,
+        &[
+            "the most the 5 schemes can get sums to 0.500, less than 1",
+            "attach_bonus up to 0.1",
+        ],
+    );
+    let config = with_tuning(&data, "below.toml", "caps = { cert_bonus = 0.01 }");
+    refused_by_validate_and_run(
+        &config,
+        &out,
+        &["`cert_bonus` is capped at 0.01, below the floor of 0.05"],
+    );
+    // A typo in a scheme id would leave its limit doing nothing.
+    let config = with_tuning(
+        &data,
+        "typo.toml",
+        "off = [\"cert_bonsu\"]\ninitial-weights = { atach_bonus = 1.0 }\n\n[[tuning.segment]]\nid = 3\ncaps = { deal_reg = 0.2 }",
+    );
+    refused_by_validate_and_run(
+        &config,
+        &out,
+        &[
+            "key `tuning.off` (line",
+            "`cert_bonsu` is not a scheme of the assignments (they have: attach_bonus, cert_bonus, cosell_fund, deal_reg_spiff, new_market_bonus)",
+            "key `tuning.initial-weights` (line",
+            "`atach_bonus`",
+            "key `tuning.segment.0.caps` (line",
+            "`deal_reg`",
+        ],
+    );
     let config = with_tuning(
         &data,
         "bad.toml",
