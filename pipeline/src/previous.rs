@@ -21,6 +21,8 @@ pub struct PreviousRun {
     pub dir: PathBuf,
     /// Its run id.
     pub run_id: Option<String>,
+    /// Its status (`proposed`, `approved`, `published`).
+    pub status: Option<String>,
     /// Segment per partner.
     pub segment_of: HashMap<String, u32>,
     /// Segment names by id.
@@ -216,6 +218,7 @@ pub fn read(dir: &Path) -> Result<PreviousRun, IngestError> {
     {
         Ok(Ok(manifest)) => {
             out.run_id = manifest["run_id"].as_str().map(str::to_string);
+            out.status = manifest["status"].as_str().map(str::to_string);
             if let Some(rules) = manifest["rule_segment_ids"].as_object() {
                 for (name, id) in rules {
                     if let Some(id) = id.as_u64().and_then(|id| u32::try_from(id).ok()) {

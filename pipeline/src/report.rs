@@ -565,6 +565,8 @@ pub struct ReportInput<'a> {
     pub drift: &'a [DriftRow],
     /// Drift warning threshold.
     pub drift_threshold: f64,
+    /// The previous run's status when it was never approved.
+    pub unapproved_previous: Option<&'a str>,
     /// Power for the next draw (outcomes with a `min-effect`).
     pub power: &'a [PowerRow],
     /// The sample-ratio p-value below which a stratum is refused.
@@ -634,6 +636,7 @@ const UNSTABLE: &str = "Unstable segments";
 const NOT_LEARNABLE: &str = "Not learnable at this holdout share";
 const DRIFT: &str = "Drift";
 const MISSING_DATA: &str = "Missing data";
+const UNAPPROVED_PREVIOUS: &str = "Previous run not approved";
 
 /// How a segment came about, in words.
 fn source_words(source: &str) -> String {
@@ -1097,6 +1100,14 @@ fn warnings(input: &ReportInput, moved: &BTreeMap<(u32, u32), usize>) -> Vec<War
             format!(
                 "The distribution of {} moved since the previous run (population stability index {:.2}, above {}).",
                 row.feature, row.psi, input.drift_threshold
+            ),
+        ));
+    }
+    if let Some(status) = input.unapproved_previous {
+        warnings.push(Warning::new(
+            UNAPPROVED_PREVIOUS,
+            format!(
+                "The previous run was never approved (its status is {status}): its proposed weights and holdout shares are taken as the ones this period's partners were drawn under. If other weights were in force, the randomisation check and the weight changes compare with the wrong ones."
             ),
         ));
     }

@@ -134,6 +134,18 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             Some(dir) => Some(stages.time("previous run", || Ok(previous::read(dir)?))?),
             None => None,
         };
+        // A previous run never approved: its proposed weights are taken as
+        // those the evaluated period was drawn under, which ops should know.
+        let unapproved_previous = previous
+            .as_ref()
+            .and_then(|p| p.status.as_deref())
+            .filter(|status| !matches!(*status, "approved" | "published"));
+        if let Some(status) = unapproved_previous {
+            tracing::warn!(
+                status,
+                "the previous run was never approved: its proposed weights are taken as the ones the evaluated period was drawn under"
+            );
+        }
         let (rules, matches) = stages.time("rules", || {
             crate::rules::compile_and_apply(settings, &inputs.partners)
         })?;
@@ -296,6 +308,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 selection: &segments.selection,
                 drift: &drift,
                 drift_threshold: settings.segments.drift_threshold,
+                unapproved_previous,
                 power: &power,
                 srm_p_threshold: settings.evaluation.srm_p_threshold,
             })
@@ -332,6 +345,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             "config": manifest::config_json(settings, &options.out),
             "inputs": input_files,
             "previous_run_id": previous_run_id,
+            "previous_run_status": previous.as_ref().and_then(|p| p.status.as_deref()),
             "rows": {
                 "partners": inputs.partners.ids.len(),
                 "assignments": inputs.assignments.as_ref().map(|a| a.partner_row.len()),

@@ -245,3 +245,57 @@ fn segment_ids_hold_from_one_period_to_the_next() {
         "a new segment never reuses an id"
     );
 }
+
+/// The kinds of the warnings of a run's page.
+fn warning_kinds(run_dir: &Path) -> Vec<String> {
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report"),
+    )
+    .expect("json");
+    report["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w["kind"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_previous_run_never_approved_is_said_in_the_log_the_manifest_and_the_page() {
+    let periods = two_periods();
+    let root = &periods.root;
+    // run2 followed run1 while run1 was only proposed.
+    assert_eq!(
+        manifest(&root.join("run2"))["previous_run_status"],
+        "proposed"
+    );
+    assert!(warning_kinds(&root.join("run2")).contains(&"Previous run not approved".to_string()));
+    let run3 = |out: &str| {
+        run(segtune()
+            .arg("run")
+            .arg("--config")
+            .arg(root.join("data/second.toml"))
+            .arg("--out")
+            .arg(root.join(out)))
+    };
+    let (code, _, stderr) = run3("run2-again");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the previous run was never approved"),
+        "{stderr}"
+    );
+    // Once run1 is approved, none of it.
+    let (code, _, stderr) = run(segtune()
+        .arg("approve")
+        .arg(root.join("run1"))
+        .args(["--by", "Ops"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run3("run3");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("never approved"), "{stderr}");
+    assert_eq!(
+        manifest(&root.join("run3"))["previous_run_status"],
+        "approved"
+    );
+    assert!(!warning_kinds(&root.join("run3")).contains(&"Previous run not approved".to_string()));
+}
