@@ -46,6 +46,69 @@ fn sha256_file(path: &Path) -> anyhow::Result<(u64, String)> {
     Ok((bytes, hex::encode(hasher.finalize())))
 }
 
+/// Files of a run folder the manifest does not hash: itself, and the page
+/// (re-rendered at approval and publication).
+const UNHASHED: [&str; 2] = ["manifest.json", "report.html"];
+
+/// SHA-256 of every file of the finished run folder `dir` but the manifest
+/// and the page, by file name: the manifest's `outputs`, so `approve` and
+/// `publish` can tell a run folder changed after its run.
+pub fn hash_outputs(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut hashes = std::collections::BTreeMap::new();
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_file()
+            && !name.starts_with('.')
+            && !UNHASHED.contains(&name.as_str())
+        {
+            hashes.insert(name, sha256_file(&entry.path())?.1);
+        }
+    }
+    Ok(hashes)
+}
+
+/// Checks the files of `run_dir` against the SHA-256 its manifest records
+/// (`outputs`): one changed or missing since the run is refused as
+/// invalid input (exit 3), naming the file. A run made before outputs were
+/// recorded passes.
+pub fn verify_outputs(
+    run_dir: &Path,
+    manifest: &serde_json::Value,
+) -> Result<(), crate::ingest::IngestError> {
+    let Some(recorded) = manifest["outputs"].as_object() else {
+        return Ok(());
+    };
+    let problem = |name: &str, message: &str| crate::ingest::Problem {
+        file: run_dir.join(name),
+        column: None,
+        row: None,
+        partner_id: None,
+        message: message.to_string(),
+    };
+    let mut problems = Vec::new();
+    match hash_outputs(run_dir) {
+        Err(error) => problems.push(problem("", &format!("cannot be read: {error:#}"))),
+        Ok(found) => {
+            for (name, hash) in recorded {
+                match found.get(name) {
+                    None => problems.push(problem(name, "is missing from the run folder")),
+                    Some(now) if Some(now.as_str()) != hash.as_str() => problems.push(problem(
+                        name,
+                        "was changed after the run (its SHA-256 is not the one manifest.json records); run again rather than edit a run's files",
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::ingest::IngestError { problems })
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -121,6 +121,7 @@ pub fn approve(
             .into())
         }
     }
+    crate::manifest::verify_outputs(run_dir, &manifest)?;
     let approved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if let Some(file) = overrides {
         return approve_with_overrides(run_dir, &manifest, by, &approved_at, file, progress);
@@ -405,6 +406,8 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
         ))
         .into());
     }
+    // What is published is what the run wrote and ops approved.
+    crate::manifest::verify_outputs(run_dir, &manifest)?;
     crate::output::create_dir_all_synced(to)?;
     let _lock = PublishLock::acquire(to)?;
     remove_stale_links(to);

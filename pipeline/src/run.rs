@@ -378,6 +378,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             "rule_segment_ids": segments.segments.iter().filter_map(|s| s.source.strip_prefix("rule:").map(|rule| (rule.to_string(), s.id))).collect::<std::collections::BTreeMap<_, _>>(),
             "timings": { "seconds": timings },
         });
+        let mut manifest = manifest;
+        manifest["outputs"] = serde_json::to_value(manifest::hash_outputs(&dir)?)?;
         outputs::write_json(&dir.join("manifest.json"), &manifest)?;
         if approval.is_some() {
             // The page with its approval, in the same swap as the rest.

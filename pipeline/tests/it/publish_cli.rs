@@ -577,3 +577,36 @@ fn a_run_approved_again_with_other_weights_is_not_published_over_its_version() {
             .contains("Alpha")
     );
 }
+
+#[test]
+fn a_run_whose_files_changed_after_it_is_neither_approved_nor_published() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, second) = two_runs(dir.path());
+    let to = dir.path().join("published");
+    // Edited weights (a JSON with one weight more): publish refuses, names
+    // the file, and publishes nothing.
+    approve(&first);
+    let json = first.join("weights.json");
+    let text = std::fs::read_to_string(&json).expect("weights.json");
+    std::fs::write(
+        &json,
+        text.replacen("\"weight\":", "\"weight\": 0.5, \"was\":", 1),
+    )
+    .expect("tamper");
+    let before = contents(&first);
+    let (code, stdout, stderr) = publish(&first, &to, &[]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    crate::common::assert_mentions(
+        &stderr,
+        &["weights.json", "was changed after the run", "SHA-256"],
+    );
+    assert!(!to.join("latest").exists() && !to.join("history").exists());
+    assert!(contents(&first) == before, "the run folder changed");
+    // A missing table: approve refuses and leaves the run proposed.
+    std::fs::remove_file(second.join("lift.parquet")).expect("remove");
+    let before = contents(&second);
+    let (code, _, stderr) = run(segtune().arg("approve").arg(&second).args(["--by", "Ops"]));
+    assert_eq!(code, 3, "{stderr}");
+    crate::common::assert_mentions(&stderr, &["lift.parquet", "is missing from the run folder"]);
+    assert!(contents(&second) == before, "the run folder changed");
+}
