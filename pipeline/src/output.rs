@@ -21,6 +21,9 @@ pub struct StagedDir {
     target: PathBuf,
     staging: PathBuf,
     committed: bool,
+    /// Folders made for it (outermost first), removed when it is not
+    /// committed and they are empty.
+    created: Vec<PathBuf>,
 }
 
 impl StagedDir {
@@ -47,7 +50,8 @@ impl StagedDir {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        create_dir_all_synced(&parent).context("cannot create the output's parent folder")?;
+        let created =
+            create_dirs_synced(&parent).context("cannot create the output's parent folder")?;
         remove_stale_staging(&parent, &name);
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if staging.exists() {
@@ -58,6 +62,7 @@ impl StagedDir {
             target: target.to_path_buf(),
             staging,
             committed: false,
+            created,
         })
     }
 
@@ -138,6 +143,11 @@ impl Drop for StagedDir {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
+            // Folders made for the output go too, where still empty: a
+            // failed job leaves nothing behind.
+            for dir in self.created.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }
@@ -157,19 +167,31 @@ pub fn sync_parent(path: &Path) -> anyhow::Result<()> {
 /// `create_dir_all`, with each folder it creates made durable (its parent
 /// synced), so that a folder renamed into a new one survives a power cut.
 pub fn create_dir_all_synced(dir: &Path) -> anyhow::Result<()> {
+    create_dirs_synced(dir).map(drop)
+}
+
+/// [`create_dir_all_synced`], giving the folders it created, outermost
+/// first.
+fn create_dirs_synced(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    if let Some(parent) = dir.parent() {
-        create_dir_all_synced(parent)?;
-    }
+    let mut created = match dir.parent() {
+        Some(parent) => create_dirs_synced(parent)?,
+        None => Vec::new(),
+    };
     match std::fs::create_dir(dir) {
-        Ok(()) => sync_parent(dir),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Ok(()) => {
+            sync_parent(dir)?;
+            created.push(dir.to_path_buf());
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
         Err(error) => {
-            Err(error).with_context(|| format!("cannot create the folder `{}`", dir.display()))
+            return Err(error)
+                .with_context(|| format!("cannot create the folder `{}`", dir.display()))
         }
     }
+    Ok(created)
 }
 
 /// Hard-links (or copies) every file under `from` into `to`, the same tree,

@@ -245,6 +245,28 @@ fn nan_is_refused() {
 }
 
 #[test]
+fn a_refused_run_leaves_no_folder_it_made() {
+    // The default output `runs/<period>` beside the configuration, and an
+    // --out two new folders deep: a refused run leaves neither folder.
+    let fixture = with_partners_column(Col::Float("win_rate", vec![Some(f64::NAN); 6]));
+    let (code, _, stderr) = crate::common::run(
+        crate::common::segtune()
+            .arg("run")
+            .arg("--config")
+            .arg(fixture.path("segtune.toml")),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!fixture.path("runs").exists(), "an empty runs/ was left");
+    let deep = fixture.path("new/deeper/run");
+    let (code, _, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &deep,
+    ));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!fixture.path("new").exists(), "an empty new/ was left");
+}
+
+#[test]
 fn infinity_is_refused() {
     let fixture = with_partners_column(Col::Float(
         "revenue_12m",
