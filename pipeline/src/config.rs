@@ -349,6 +349,9 @@ pub struct RawOutcome {
 /// Overrides from the command line or the environment.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// Replaces `period`; the target period is then the next one (the
+    /// file's `target-period` belongs to the file's period).
+    pub period: Option<String>,
     /// Replaces `inputs.partners`.
     pub partners: Option<PathBuf>,
     /// Replaces `inputs.assignments`.
@@ -1022,7 +1025,17 @@ impl RunSettings {
             }
         };
 
-        let period = match raw.period.as_deref().map(Period::parse) {
+        let target_in_file = if overrides.period.is_some() {
+            None
+        } else {
+            raw.target_period.as_deref()
+        };
+        let period = match overrides
+            .period
+            .as_deref()
+            .or(raw.period.as_deref())
+            .map(Period::parse)
+        {
             None => {
                 problem(
                     "period",
@@ -1036,7 +1049,7 @@ impl RunSettings {
             }
             Some(Ok(period)) => Some(period),
         };
-        let target_period = match (raw.target_period.as_deref().map(Period::parse), &period) {
+        let target_period = match (target_in_file.map(Period::parse), &period) {
             (Some(Err(error)), _) => {
                 problem("target-period", error.to_string());
                 None
@@ -1775,16 +1788,20 @@ mod tests {
         let overrides = Overrides {
             partners: Some(PathBuf::from("/elsewhere/p")),
             seed: Some(9),
+            period: Some("2026-09".into()),
             ..Overrides::default()
         };
         let settings = RunSettings::from_source(
             Path::new("c.toml"),
-            "period = \"2026-07\"\nseed = 1\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n",
+            "period = \"2026-07\"\ntarget-period = \"2026-08\"\nseed = 1\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n",
             &overrides,
         )
         .expect("valid");
         assert_eq!(settings.inputs.partners, Path::new("/elsewhere/p"));
         assert_eq!(settings.seed, 9);
-        assert_eq!(settings.target_period, "2026-08");
+        // The period from the command line, and its own next period (the
+        // file's target period was the file period's).
+        assert_eq!(settings.period, "2026-09");
+        assert_eq!(settings.target_period, "2026-10");
     }
 }

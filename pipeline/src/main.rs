@@ -268,6 +268,10 @@ struct ValidateArgs {
 /// Input paths that replace the configuration's (command line > environment > file).
 #[derive(Debug, Args)]
 struct InputOverrides {
+    /// The evaluated period, over the file's `period` (the target period is
+    /// then the next one): one configuration serves every quarter.
+    #[arg(long, env = "SEGTUNE_PERIOD")]
+    period: Option<String>,
     /// Partners table (file or folder of part files).
     #[arg(long, env = "SEGTUNE_PARTNERS")]
     partners: Option<PathBuf>,
@@ -285,6 +289,7 @@ struct InputOverrides {
 impl InputOverrides {
     fn to_overrides(&self) -> Overrides {
         Overrides {
+            period: self.period.clone(),
             partners: self.partners.clone(),
             assignments: self.assignments.clone(),
             outcomes: self.outcomes.clone(),
@@ -620,7 +625,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
             let status = classify(&error);
-            eprintln!("error: {error:#}");
+            match cli.log_format {
+                LogFormat::Text => eprintln!("error: {error:#}"),
+                // One JSON line like every other, with the exit code.
+                LogFormat::Json => {
+                    tracing::error!(exit_code = status as u8, "{error:#}");
+                }
+            }
             status.into()
         }
     }

@@ -124,6 +124,15 @@ pub fn default_run_dir(settings: &RunSettings) -> PathBuf {
 /// Runs the whole pipeline into `options.out`.
 pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
+    // Every log line of the run says which run it is (two runs of `demo`
+    // or of a scheduler's day otherwise log alike); the run id is added
+    // once known.
+    let span = tracing::info_span!(
+        "run",
+        period = %settings.period,
+        run_id = tracing::field::Empty
+    );
+    let _entered = span.enter();
     // Refuse an existing folder before any work.
     let staged = StagedDir::create(&options.out, options.force)?;
     let mut stages = Stages::new(options.progress);
@@ -229,6 +238,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             Some(a) => a.run_id.clone(),
             None => manifest::run_id(settings, &input_files, previous_run_id.as_deref()),
         };
+        span.record("run_id", run_id.as_str());
         let status = if approval.is_some() {
             "approved"
         } else {

@@ -86,6 +86,49 @@ fn input_paths_can_come_from_the_environment() {
 }
 
 #[test]
+fn one_configuration_serves_every_period_from_the_environment() {
+    // The scheduled job of the README: the period and its inputs from the
+    // environment, the output by default `runs/<period>` beside the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    crate::common::generate_into(&data, &["--partners", "3000", "--periods", "2"]);
+    let period_file =
+        |period: &str, table: &str| data.join(format!("periods/{period}/{table}.parquet"));
+    let (code, stdout, stderr) = crate::common::run(
+        crate::common::segtune()
+            .arg("run")
+            .env("SEGTUNE_CONFIG", data.join("segtune.toml"))
+            .env("SEGTUNE_PERIOD", "2025-Q4")
+            .env("SEGTUNE_PARTNERS", period_file("2025-Q4", "partners"))
+            .env("SEGTUNE_ASSIGNMENTS", period_file("2025-Q4", "assignments"))
+            .env("SEGTUNE_OUTCOMES", period_file("2025-Q4", "outcomes")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON line");
+    assert_eq!(summary["evaluated_period"], "2025-Q4");
+    assert_eq!(summary["target_period"], "2026-Q1");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("runs/2025-Q4/manifest.json")).expect("runs/2025-Q4"),
+    )
+    .expect("manifest");
+    assert_eq!(manifest["evaluated_period"], "2025-Q4");
+    // The next quarter, by the flag this time, after the first.
+    let (code, stdout, stderr) = crate::common::run(
+        crate::common::segtune()
+            .arg("run")
+            .arg("--config")
+            .arg(data.join("segtune.toml"))
+            .args(["--period", "2026-Q1"])
+            .arg("--previous-run")
+            .arg(data.join("runs/2025-Q4")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON line");
+    assert_eq!(summary["target_period"], "2026-Q2");
+    assert!(data.join("runs/2026-Q1/manifest.json").is_file());
+}
+
+#[test]
 fn the_example_configuration_documents_every_key_and_is_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let example =
