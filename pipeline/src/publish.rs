@@ -366,7 +366,7 @@ fn same_weights(run_dir: &Path, version: &Path) -> anyhow::Result<()> {
         let (ours, theirs) = (run_dir.join(file), version.join(file));
         if fs_err::read(&ours)? != fs_err::read(&theirs)? {
             return Err(UsageError(format!(
-                "`{}` is already published with other weights than `{}` (the run approved again with other overrides?); published versions are never overwritten: publish a new run of the period instead",
+                "`{}` is already published with other weights than `{}` (the run approved again with other overrides?); published versions are never overwritten. To correct them, put the limits in the configuration ([tuning] or [[tuning.segment]]) and run the period again: that run has its own run id",
                 version.display(),
                 ours.display()
             ))

@@ -192,17 +192,13 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             ))
         })?;
         let tuned = stages.time("tune", || {
-            tune(&evaluation, &segments, previous.as_ref(), settings)
+            // What ops changed at approval, said in the weights' reasons.
+            let notes = approval
+                .map(|a| a.overrides.scheme_notes(&a.by))
+                .unwrap_or_default();
+            tune(&evaluation, &segments, previous.as_ref(), settings, &notes)
         })?;
         let mut weights = tuned.weights;
-        if let Some(a) = approval {
-            let notes = a.overrides.scheme_notes(&a.by);
-            for row in &mut weights {
-                if let Some(note) = notes.get(&(row.segment_id, row.scheme_id.clone())) {
-                    row.reason = format!("{} ({note})", row.reason);
-                }
-            }
-        }
         let power = stages.time("power", || {
             Ok(crate::power::power(
                 &evaluation,

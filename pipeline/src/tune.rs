@@ -111,6 +111,7 @@ pub fn tune(
     segments: &Segments,
     previous: Option<&PreviousRun>,
     settings: &RunSettings,
+    notes: &std::collections::BTreeMap<(u32, String), String>,
 ) -> anyhow::Result<Tuned> {
     let schemes = schemes(evaluation, settings)?;
     let tuning = &settings.tuning;
@@ -176,6 +177,14 @@ pub fn tune(
         let evidence: Vec<Option<Evidence>> = schemes
             .iter()
             .map(|s| evidence_of.get(&(segment.id, s.as_str())).copied())
+            .collect();
+        // Whether a scheme has a posterior from earlier runs here (else its
+        // prior is the other segments').
+        let earlier: Vec<bool> = schemes
+            .iter()
+            .map(|scheme| {
+                previous.is_some_and(|p| p.posterior.contains_key(&(segment.id, scheme.clone())))
+            })
             .collect();
         let posterior: Vec<Option<Belief>> = schemes
             .iter()
@@ -252,10 +261,13 @@ pub fn tune(
                 Some(p) => format!("lowered from {p:.2} to {weight:.2}"),
                 None => format!("set to {weight:.2}"),
             };
+            // Who limited it: ops at approval (their note), else the
+            // configuration.
+            let note = notes.get(&(segment.id, scheme.clone()));
             let why = if limits[i].off {
-                "switched off by ops".to_string()
+                note.map_or_else(|| "switched off by the configuration".to_string(), Clone::clone)
             } else if limits[i].pinned.is_some() {
-                "pinned by ops".to_string()
+                note.map_or_else(|| "pinned by the configuration".to_string(), Clone::clone)
             } else if let Some(p) = refused {
                 format!(
                     "held: this segment's draw in {} failed the randomisation check (p = {p:.1e}), so its lift is not used",
@@ -271,8 +283,10 @@ pub fn tune(
                 let (low, high) = belief.interval();
                 let source = if evidence[i].is_some() {
                     ""
+                } else if earlier[i] {
+                    " (no new estimate: earlier evidence)"
                 } else {
-                    " (no new estimate: earlier evidence and other segments)"
+                    " (no estimate in this segment: from the other segments)"
                 };
                 format!(
                     "net {} per partner ({} to {}){source}, best in segment with probability {:.2}",
@@ -306,7 +320,10 @@ pub fn tune(
                 weight,
                 previous_weight: before,
                 holdout_share: tuning.holdout_share,
-                reason: format!("{change}: {why}{binding}"),
+                reason: match note.filter(|_| !limits[i].off && limits[i].pinned.is_none()) {
+                    Some(note) => format!("{change}: {why}{binding} ({note})"),
+                    None => format!("{change}: {why}{binding}"),
+                },
             });
             if let Some(belief) = posterior[i] {
                 tuned.posterior.push(PosteriorRow {

@@ -53,7 +53,7 @@ fn switched_off_pinned_and_capped_schemes_get_exactly_their_limits() {
         match scheme {
             "cosell_fund" => {
                 assert_eq!(weight, 0.0);
-                assert!(reason.contains("switched off by ops"), "{reason}");
+                assert!(reason.contains("switched off by the configuration"), "{reason}");
             }
             "cert_bonus" => {
                 let pinned = if segment == 1 { 0.4 } else { 0.3 };
@@ -61,7 +61,7 @@ fn switched_off_pinned_and_capped_schemes_get_exactly_their_limits() {
                     (weight - pinned).abs() < 1e-12,
                     "segment {segment}: {weight}"
                 );
-                assert!(reason.contains("pinned by ops"), "{reason}");
+                assert!(reason.contains("pinned by the configuration"), "{reason}");
             }
             "deal_reg_spiff" => assert!(weight <= 0.12 + 1e-12, "{weight}"),
             _ => assert!(weight >= 0.05 - 1e-12, "floor: {weight}"),
