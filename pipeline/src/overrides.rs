@@ -99,6 +99,9 @@ pub struct Applied {
     pub segment_id: u32,
     /// What was done, in words.
     pub text: String,
+    /// The segments pinned partners left (their members changed too).
+    #[serde(skip)]
+    pub moved_from: Vec<u32>,
 }
 
 /// The run's segments and schemes, as its weights list them.
@@ -379,6 +382,7 @@ impl Overrides {
                 continue;
             };
             let mut moved = Vec::new();
+            let mut moved_from = BTreeSet::new();
             for partner in &pin.partners {
                 let Some(&row) = row_of.get(partner.as_str()) else {
                     problems.push(format!(
@@ -391,6 +395,7 @@ impl Overrides {
                 };
                 if segments.member[row] != target {
                     moved.push(partner.as_str());
+                    moved_from.insert(segments.segments[segments.member[row]].id);
                 }
                 segments.member[row] = target;
                 segments.pinned[row] = true;
@@ -420,6 +425,7 @@ impl Overrides {
                         String::new()
                     }
                 ),
+                moved_from: moved_from.into_iter().collect(),
             });
         }
         for (index, info) in segments.segments.iter_mut().enumerate() {
@@ -448,6 +454,7 @@ impl Overrides {
                     "{by} renamed segment {} from \"{}\" to \"{name}\"",
                     info.id, info.name
                 ),
+                moved_from: Vec::new(),
             });
             info.name_reason = format!(
                 "named by {by} at approval; segtune proposed \"{}\" ({})",
@@ -460,6 +467,7 @@ impl Overrides {
                 kind: "scheme",
                 segment_id: segment,
                 text: format!("scheme {scheme} in segment {segment} {note}"),
+                moved_from: Vec::new(),
             });
         }
         if problems.is_empty() {

@@ -196,7 +196,24 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             let notes = approval
                 .map(|a| a.overrides.scheme_notes(&a.by))
                 .unwrap_or_default();
-            tune(&evaluation, &segments, previous.as_ref(), settings, &notes)
+            let mut tuned = tune(&evaluation, &segments, previous.as_ref(), settings, &notes)?;
+            if let Some(a) = approval {
+                // Segments the overrides left alone keep their proposal.
+                let touched: std::collections::BTreeSet<u32> = a
+                    .overrides
+                    .scheme
+                    .iter()
+                    .map(|entry| entry.segment)
+                    .chain(a.overrides.pin_partners.iter().map(|pin| pin.segment))
+                    .chain(
+                        applied
+                            .iter()
+                            .flat_map(|done| done.moved_from.iter().copied()),
+                    )
+                    .collect();
+                crate::tune::keep_proposal(&options.out, &touched, &mut tuned)?;
+            }
+            Ok(tuned)
         })?;
         let mut weights = tuned.weights;
         let power = stages.time("power", || {

@@ -265,7 +265,10 @@ pub fn tune(
             // configuration.
             let note = notes.get(&(segment.id, scheme.clone()));
             let why = if limits[i].off {
-                note.map_or_else(|| "switched off by the configuration".to_string(), Clone::clone)
+                note.map_or_else(
+                    || "switched off by the configuration".to_string(),
+                    Clone::clone,
+                )
             } else if limits[i].pinned.is_some() {
                 note.map_or_else(|| "pinned by the configuration".to_string(), Clone::clone)
             } else if let Some(p) = refused {
@@ -337,4 +340,94 @@ pub fn tune(
         }
     }
     Ok(tuned)
+}
+
+/// Keeps the proposal for the segments an approval with overrides did not
+/// touch: their weights, holdout shares, reasons and posterior as proposed
+/// (from the run folder `run_dir`: `weights_proposed.parquet`, else
+/// `weights.parquet`, and `posterior.json`), under their current names. So
+/// what ops reviewed and left alone is what they approve: re-deriving the
+/// run would otherwise move them too where pinned partners change the
+/// evidence the other segments' priors pool. `touched` holds the segments a
+/// scheme override limits and those pinned partners join or leave.
+pub fn keep_proposal(
+    run_dir: &std::path::Path,
+    touched: &std::collections::BTreeSet<u32>,
+    tuned: &mut Tuned,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt32Type};
+    use arrow_array::Array;
+    let path = ["weights_proposed.parquet", "weights.parquet"]
+        .iter()
+        .map(|name| run_dir.join(name))
+        .find(|path| path.exists())
+        .context("the run folder has no weights.parquet")?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?,
+    )?
+    .build()?;
+    // (segment, scheme) -> (weight, previous weight, holdout share, reason)
+    let mut proposed = BTreeMap::new();
+    for batch in reader {
+        let batch = batch?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .with_context(|| format!("`{}` lacks `{name}`", path.display()))
+        };
+        let segment = column("segment_id")?.as_primitive::<UInt32Type>().clone();
+        let scheme = column("scheme_id")?.as_string::<i32>().clone();
+        let weight = column("weight")?.as_primitive::<Float64Type>().clone();
+        let previous = column("previous_weight")?
+            .as_primitive::<Float64Type>()
+            .clone();
+        let holdout = column("holdout_share")?
+            .as_primitive::<Float64Type>()
+            .clone();
+        let reason = column("reason")?.as_string::<i32>().clone();
+        for row in 0..batch.num_rows() {
+            proposed.insert(
+                (segment.value(row), scheme.value(row).to_string()),
+                (
+                    weight.value(row),
+                    previous.is_valid(row).then(|| previous.value(row)),
+                    holdout.value(row),
+                    reason.value(row).to_string(),
+                ),
+            );
+        }
+    }
+    for row in &mut tuned.weights {
+        if touched.contains(&row.segment_id) {
+            continue;
+        }
+        let key = (row.segment_id, row.scheme_id.clone());
+        let (weight, previous, holdout, reason) = proposed.get(&key).with_context(|| {
+            format!(
+                "`{}` has no proposed weight for segment {} and scheme {}",
+                path.display(),
+                key.0,
+                key.1
+            )
+        })?;
+        row.weight = *weight;
+        row.previous_weight = *previous;
+        row.holdout_share = *holdout;
+        row.reason.clone_from(reason);
+    }
+    let posterior: Vec<PosteriorRow> =
+        serde_json::from_str(&fs_err::read_to_string(run_dir.join("posterior.json"))?)?;
+    tuned
+        .posterior
+        .retain(|row| touched.contains(&row.segment_id));
+    tuned.posterior.extend(
+        posterior
+            .into_iter()
+            .filter(|row| !touched.contains(&row.segment_id)),
+    );
+    // Segment by segment, each in its scheme order, as tuned.
+    tuned.posterior.sort_by_key(|row| row.segment_id);
+    Ok(())
 }

@@ -610,3 +610,104 @@ fn a_run_whose_files_changed_after_it_is_neither_approved_nor_published() {
     crate::common::assert_mentions(&stderr, &["lift.parquet", "is missing from the run folder"]);
     assert!(contents(&second) == before, "the run folder changed");
 }
+
+#[test]
+fn on_a_first_run_the_segments_overrides_leave_alone_keep_their_proposal() {
+    // A first run: lift within the new segments, pooled across them, so a
+    // pinned partner changes the evidence every segment's prior pools.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _) = two_runs(dir.path());
+    let proposed = weights_of(&first);
+    let posterior_of = |run_dir: &Path| -> Vec<serde_json::Value> {
+        let rows: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(run_dir.join("posterior.json")).expect("posterior"),
+        )
+        .expect("JSON");
+        rows
+    };
+    let posterior_before = posterior_of(&first);
+    let rows = read(&first.join("segments.parquet")).1;
+    let ids = strings(&rows, "partner_id");
+    let of = u32s(&rows, "segment_id");
+    let mut segments: Vec<u32> = proposed.keys().map(|(s, _)| *s).collect();
+    segments.dedup();
+    assert!(segments.len() >= 4, "{segments:?}");
+    // The ten largest partners of one segment pinned to another (as the
+    // partners' file lists them, in the segments' order); a cap in a third.
+    // The rest are left alone.
+    let partners = read(&dir.path().join("data/periods/2025-Q4/partners.parquet")).1;
+    let revenue: std::collections::HashMap<String, f64> = strings(&partners, "partner_id")
+        .into_iter()
+        .zip(floats(&partners, "revenue_12m"))
+        .filter_map(|(id, revenue)| Some((id?, revenue?)))
+        .collect();
+    // Partners move between segments with a lift estimate of their own, so
+    // the pool the others borrow from changes.
+    let estimated: Vec<u32> = segments
+        .iter()
+        .copied()
+        .filter(|s| {
+            proposed.iter().any(|((segment, _), (_, reason, _))| {
+                segment == s && !reason.contains("no estimate")
+            })
+        })
+        .collect();
+    assert!(estimated.len() >= 2, "{proposed:?}");
+    let (from, to) = (estimated[0], estimated[1]);
+    let capped = *segments
+        .iter()
+        .find(|s| ![from, to].contains(*s))
+        .expect("a third segment");
+    let mut members: Vec<(f64, String)> = ids
+        .iter()
+        .zip(&of)
+        .filter(|(_, s)| **s == Some(from))
+        .map(|(id, _)| {
+            let id = id.clone().expect("id");
+            (revenue.get(&id).copied().unwrap_or(0.0), id)
+        })
+        .collect();
+    members.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let moved: Vec<String> = members.into_iter().take(10).map(|(_, id)| id).collect();
+    let scheme = proposed
+        .keys()
+        .find(|(s, _)| *s == capped)
+        .map(|(_, scheme)| scheme.clone())
+        .expect("a scheme");
+    let overrides = dir.path().join("overrides.toml");
+    std::fs::write(
+        &overrides,
+        format!(
+            "[[pin-partners]]\nsegment = {to}\npartners = {moved:?}\n\n[[scheme]]\nsegment = {capped}\nscheme = \"{scheme}\"\ncap = 0.1\n"
+        ),
+    )
+    .expect("overrides");
+    let (code, _, stderr) = approve_with(&first, &overrides);
+    assert_eq!(code, 0, "{stderr}");
+    let approved = weights_of(&first);
+    assert!(approved[&(capped, scheme.clone())].0 <= 0.1 + 1e-12);
+    let untouched: Vec<u32> = segments
+        .iter()
+        .copied()
+        .filter(|s| ![from, to, capped].contains(s))
+        .collect();
+    assert!(!untouched.is_empty());
+    for ((segment, scheme), row) in &approved {
+        if untouched.contains(segment) {
+            assert_eq!(
+                row,
+                &proposed[&(*segment, scheme.clone())],
+                "segment {segment} was left alone"
+            );
+        }
+    }
+    let posterior_after = posterior_of(&first);
+    let kept = |rows: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        rows.iter()
+            .filter(|r| untouched.iter().any(|s| r["segment_id"] == *s))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(kept(&posterior_after), kept(&posterior_before));
+    assert_eq!(posterior_after.len(), posterior_before.len());
+}

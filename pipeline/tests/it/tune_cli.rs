@@ -53,7 +53,10 @@ fn switched_off_pinned_and_capped_schemes_get_exactly_their_limits() {
         match scheme {
             "cosell_fund" => {
                 assert_eq!(weight, 0.0);
-                assert!(reason.contains("switched off by the configuration"), "{reason}");
+                assert!(
+                    reason.contains("switched off by the configuration"),
+                    "{reason}"
+                );
             }
             "cert_bonus" => {
                 let pinned = if segment == 1 { 0.4 } else { 0.3 };
