@@ -1306,6 +1306,16 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
             for row in strategic_ids.into_iter().flatten() {
                 strategic[row as usize] = true;
             }
+            tracing::debug!(
+                partners = partners.ids.len(),
+                partner_files = partners.files.len(),
+                numeric = partners.numeric.len(),
+                categorical = partners.categorical.len(),
+                assignments = assignments.as_ref().map_or(0, |a| a.partner_row.len()),
+                outcomes = outcomes.as_ref().map_or(0, |o| o.partner_row.len()),
+                strategic = strategic.iter().filter(|s| **s).count(),
+                "inputs read"
+            );
             Ok(Inputs {
                 partners,
                 assignments,

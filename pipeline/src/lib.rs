@@ -27,6 +27,7 @@ pub mod outputs;
 pub mod overrides;
 pub mod power;
 pub mod previous;
+pub mod progress;
 pub mod publish;
 pub mod report;
 pub mod rules;

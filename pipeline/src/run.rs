@@ -77,11 +77,7 @@ struct Stages {
 
 impl Stages {
     fn new(progress: bool) -> Self {
-        let bar = progress.then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        });
+        let bar = progress.then(crate::progress::spinner);
         Self {
             timings: BTreeMap::new(),
             bar,
@@ -100,13 +96,19 @@ impl Stages {
         let result = work();
         let seconds = started.elapsed().as_secs_f64();
         self.timings.insert(name.to_string(), seconds);
-        tracing::info!(stage = name, seconds, "stage done");
+        // With a spinner on screen the stage shows there; the log says it
+        // otherwise (or with -v).
+        if self.bar.is_some() {
+            tracing::debug!(stage = name, seconds, "stage done");
+        } else {
+            tracing::info!(stage = name, seconds, "stage done");
+        }
         result
     }
 
     fn finish(&self) {
         if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+            crate::progress::finish(bar);
         }
     }
 }

@@ -493,6 +493,19 @@ pub fn segment(
         }
         .into());
     };
+    for candidate in &candidates {
+        let score = &candidate.score;
+        tracing::debug!(
+            k = score.k,
+            silhouette = score.silhouette,
+            smallest_share = score.smallest_share,
+            stability = score.stability,
+            inertia = score.inertia,
+            passed = candidate.passed,
+            "k candidate"
+        );
+    }
+    tracing::debug!(k = ks[index], reason = %reason, "k chosen");
     let selection = KSelection {
         chosen: ks[index],
         reason,

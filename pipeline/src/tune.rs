@@ -250,8 +250,16 @@ pub fn tune(
                     segment.id, segment.name
                 ))
             })?;
+        tracing::debug!(
+            segment = segment.id,
+            estimates = evidence.iter().filter(|e| e.is_some()).count(),
+            earlier = earlier.iter().filter(|e| **e).count(),
+            held = refused.is_some(),
+            "segment tuned"
+        );
         for (i, scheme) in schemes.iter().enumerate() {
             let weight = weights[i];
+            tracing::trace!(segment = segment.id, scheme = %scheme, weight, target = target[i], "weight");
             let before = previous_weights.as_ref().map(|p| p[i]);
             let change = match before {
                 Some(p) if format!("{weight:.2}") == format!("{p:.2}") => {
