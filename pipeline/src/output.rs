@@ -50,8 +50,14 @@ impl StagedDir {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let created =
-            create_dirs_synced(&parent).context("cannot create the output's parent folder")?;
+        // An output where no folder can be made (under a file, without
+        // permission) is the caller's to change: a usage error.
+        let created = create_dirs_synced(&parent).map_err(|error| {
+            UsageError(format!(
+                "cannot create the folder for `{}`: {error:#}; choose another output",
+                target.display()
+            ))
+        })?;
         remove_stale_staging(&parent, &name);
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if staging.exists() {
@@ -265,4 +271,25 @@ fn sync_tree(dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// The record batches of the Parquet file `path` (a run's own outputs, read
+/// back), each with the columns looked up by name: [`batch_column`].
+pub fn read_batches(path: &Path) -> anyhow::Result<Vec<arrow_array::RecordBatch>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The column `name` of `batch`, read from `path`; an error naming both.
+pub fn batch_column<'a>(
+    batch: &'a arrow_array::RecordBatch,
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<&'a arrow_array::ArrayRef> {
+    batch
+        .column_by_name(name)
+        .with_context(|| format!("`{}` lacks `{name}`", path.display()))
 }

@@ -69,7 +69,7 @@ fn number(value: Option<f64>, digits: usize) -> String {
     match value {
         None => "–".into(),
         Some(v) if !v.is_finite() => "–".into(),
-        Some(v) if v.abs() >= 1e4 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 1e4 => crate::summary::grouped(v),
         Some(v) => format!("{v:.digits$}"),
     }
 }
@@ -567,6 +567,10 @@ pub struct ReportInput<'a> {
     pub drift_threshold: f64,
     /// The previous run's status when it was never approved.
     pub unapproved_previous: Option<&'a str>,
+    /// The outcomes, with what a unit of each is worth.
+    pub outcomes: &'a [crate::config::OutcomeSettings],
+    /// The share of revenue that is margin (the default value per unit).
+    pub margin_rate: f64,
     /// Power for the next draw (outcomes with a `min-effect`).
     pub power: &'a [PowerRow],
     /// The sample-ratio p-value below which a stratum is refused.
@@ -1372,7 +1376,9 @@ fn context(input: &ReportInput) -> anyhow::Result<minijinja::Value> {
         })
         .collect();
     let moved = migration(input.segments);
-    let to_ids: Vec<u32> = input.segments.segments.iter().map(|s| s.id).collect();
+    // Columns in id order, as the rows are.
+    let mut to_ids: Vec<u32> = input.segments.segments.iter().map(|s| s.id).collect();
+    to_ids.sort_unstable();
     let from_ids: BTreeSet<u32> = moved.keys().map(|k| k.0).collect();
     let migration_rows: Vec<_> = from_ids
         .iter()
@@ -1426,6 +1432,12 @@ fn context(input: &ReportInput) -> anyhow::Result<minijinja::Value> {
         },
         weight_changes => weight_changes(input)?,
         migration_to => to_ids,
+        values => input.outcomes.iter().map(|o| context! {
+            outcome => o.name,
+            value => short(Some(o.value_per_unit)),
+            margin => (o.value_per_unit - input.margin_rate).abs() < 1e-12,
+        }).collect::<Vec<_>>(),
+        margin_rate => input.margin_rate,
         migration_rows => migration_rows,
         drift => input.drift.iter().map(|r| context! { feature => r.feature, psi => number(Some(r.psi), 3), warning => r.warning }).collect::<Vec<_>>(),
         candidates => input.selection.candidates.iter().map(|c| context! {

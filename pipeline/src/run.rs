@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use rayon::prelude::*;
 
 use crate::config::RunSettings;
@@ -274,12 +273,10 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
             outputs::write_weights(&dir, &weights)?;
             if approval.is_some() {
                 // The proposal, kept beside the approved weights.
-                let proposed = ["weights_proposed.parquet", "weights.parquet"]
-                    .iter()
-                    .map(|name| options.out.join(name))
-                    .find(|path| path.exists())
-                    .context("the run folder has no weights.parquet")?;
-                fs_err::copy(proposed, dir.join("weights_proposed.parquet"))?;
+                fs_err::copy(
+                    crate::tune::proposal(&options.out)?,
+                    dir.join("weights_proposed.parquet"),
+                )?;
             }
             outputs::write_json(&dir.join("posterior.json"), &tuned.posterior)?;
             outputs::write_migration(&dir, &segments)?;
@@ -334,6 +331,8 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 drift: &drift,
                 drift_threshold: settings.segments.drift_threshold,
                 unapproved_previous,
+                outcomes: &settings.outcomes,
+                margin_rate: settings.margin_rate,
                 power: &power,
                 srm_p_threshold: settings.evaluation.srm_p_threshold,
             })

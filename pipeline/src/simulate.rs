@@ -182,19 +182,9 @@ fn policy_row(
 fn read_draw(run_dir: &Path) -> anyhow::Result<HashMap<String, (u32, String)>> {
     use arrow_array::cast::AsArray;
     let path = run_dir.join("assignments_next.parquet");
-    let file = fs_err::File::open(&path)?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        file.into_parts().0,
-    )?
-    .build()?;
     let mut draw = HashMap::new();
-    for batch in reader {
-        let batch = batch?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .with_context(|| format!("{} lacks {name}", path.display()))
-        };
+    for batch in crate::output::read_batches(&path)? {
+        let column = |name: &str| crate::output::batch_column(&batch, name, &path);
         let ids = column("partner_id")?.as_string::<i32>().clone();
         let segments = column("segment_id")?
             .as_primitive::<arrow_array::types::UInt32Type>()

@@ -8,8 +8,43 @@ use segtune_data::generator::GeneratorValidParams;
 use crate::run::RunSummary;
 
 fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
+    grouped(n as f64)
+}
+
+/// `value` with its sign and three significant digits (`+1,234`, `+0.0312`,
+/// `-12.5`): a small lift of a count does not read `+0`.
+fn three_digits(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value:+}");
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    if magnitude >= 2 {
+        return signed_whole(value);
+    }
+    let decimals = usize::try_from(2 - magnitude).unwrap_or(0);
+    format!("{value:+.decimals$}")
+}
+
+/// `value` rounded, grouped and signed (`+2,529`, `-70`).
+fn signed_whole(value: f64) -> String {
+    let text = grouped(value);
+    if text.starts_with('-') || text == "0" {
+        text
+    } else {
+        format!("+{text}")
+    }
+}
+
+/// `value` rounded to a whole number, its digits in groups of three
+/// (`-387768.4` reads `-387,768`), for people.
+pub fn grouped(value: f64) -> String {
+    let text = format!("{value:.0}");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some("0") => ("", "0"),
+        Some(digits) => ("-", digits),
+        None => ("", text.as_str()),
+    };
+    let mut out = String::from(sign);
     for (index, c) in digits.chars().enumerate() {
         if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
@@ -49,7 +84,7 @@ pub fn for_people(
     }
     let _ = writeln!(
         out,
-        "\nTop lift per segment (per treated partner, 95 % interval)"
+        "\nHighest net value per segment (lift per treated partner, 95 % interval)"
     );
     for segment in &segments {
         let best = summary
@@ -66,18 +101,18 @@ pub fn for_people(
             Some(row) => {
                 let _ = writeln!(
                     out,
-                    "  {:>3}  {:<17} {} {:+.0} ({:+.0} to {:+.0}), net {:+.0} per partner{}",
+                    "  {:>3}  {:<17} {} {} ({} to {}), net {} per partner, {}",
                     segment.id,
                     row.scheme_id,
                     row.outcome,
-                    row.lift.unwrap_or(0.0),
-                    row.ci_low.unwrap_or(0.0),
-                    row.ci_high.unwrap_or(0.0),
-                    row.net.unwrap_or(0.0) / row.n_treated.max(1) as f64,
+                    three_digits(row.lift.unwrap_or(0.0)),
+                    three_digits(row.ci_low.unwrap_or(0.0)),
+                    three_digits(row.ci_high.unwrap_or(0.0)),
+                    signed_whole(row.net.unwrap_or(0.0) / row.n_treated.max(1) as f64),
                     if row.significant == Some(true) {
-                        ", significant"
+                        "significant"
                     } else {
-                        ""
+                        "not significant"
                     }
                 );
             }
@@ -110,4 +145,30 @@ pub fn for_people(
         run_dir.display()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{grouped, three_digits};
+
+    #[test]
+    fn small_lifts_keep_three_significant_digits() {
+        assert_eq!(three_digits(0.0), "+0");
+        assert_eq!(three_digits(0.031_24), "+0.0312");
+        assert_eq!(three_digits(-0.4), "-0.400");
+        assert_eq!(three_digits(-12.54), "-12.5");
+        assert_eq!(three_digits(1234.4), "+1,234");
+        assert_eq!(three_digits(-387_768.4), "-387,768");
+    }
+
+    #[test]
+    fn whole_numbers_read_in_groups_of_three() {
+        assert_eq!(grouped(0.0), "0");
+        assert_eq!(grouped(-0.4), "0");
+        assert_eq!(grouped(999.0), "999");
+        assert_eq!(grouped(1000.0), "1,000");
+        assert_eq!(grouped(54577.0), "54,577");
+        assert_eq!(grouped(-387768.4), "-387,768");
+        assert_eq!(grouped(1234567.6), "1,234,568");
+    }
 }

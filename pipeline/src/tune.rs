@@ -300,7 +300,7 @@ pub fn tune(
                     " (no estimate in this segment: from the other segments)"
                 };
                 format!(
-                    "net {} per partner ({} to {}){source}, best in segment with probability {:.2}",
+                    "expected net {} per partner (95 % interval {} to {}){source}, best in segment with probability {:.2}",
                     money(belief.mean),
                     money(low),
                     money(high),
@@ -350,6 +350,17 @@ pub fn tune(
     Ok(tuned)
 }
 
+/// A run folder's proposed weights: `weights_proposed.parquet` once it was
+/// approved with overrides, else `weights.parquet`.
+pub fn proposal(run_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    ["weights_proposed.parquet", "weights.parquet"]
+        .iter()
+        .map(|name| run_dir.join(name))
+        .find(|path| path.exists())
+        .with_context(|| format!("`{}` has no weights.parquet", run_dir.display()))
+}
+
 /// Keeps the proposal for the segments an approval with overrides did not
 /// touch: their weights, holdout shares, reasons and posterior as proposed
 /// (from the run folder `run_dir`: `weights_proposed.parquet`, else
@@ -367,24 +378,11 @@ pub fn keep_proposal(
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, UInt32Type};
     use arrow_array::Array;
-    let path = ["weights_proposed.parquet", "weights.parquet"]
-        .iter()
-        .map(|name| run_dir.join(name))
-        .find(|path| path.exists())
-        .context("the run folder has no weights.parquet")?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?,
-    )?
-    .build()?;
+    let path = proposal(run_dir)?;
     // (segment, scheme) -> (weight, previous weight, holdout share, reason)
     let mut proposed = BTreeMap::new();
-    for batch in reader {
-        let batch = batch?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .with_context(|| format!("`{}` lacks `{name}`", path.display()))
-        };
+    for batch in crate::output::read_batches(&path)? {
+        let column = |name: &str| crate::output::batch_column(&batch, name, &path);
         let segment = column("segment_id")?.as_primitive::<UInt32Type>().clone();
         let scheme = column("scheme_id")?.as_string::<i32>().clone();
         let weight = column("weight")?.as_primitive::<Float64Type>().clone();

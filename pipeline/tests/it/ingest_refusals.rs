@@ -264,6 +264,13 @@ fn a_refused_run_leaves_no_folder_it_made() {
     ));
     assert_eq!(code, 3, "{stderr}");
     assert!(!fixture.path("new").exists(), "an empty new/ was left");
+    // An output no folder can be made for (under a file) is a usage error.
+    let (code, _, stderr) = crate::common::run(&mut crate::common::segtune_run(
+        &fixture.path("segtune.toml"),
+        &fixture.path("segtune.toml/run"),
+    ));
+    assert_eq!(code, 2, "{stderr}");
+    assert_mentions(&stderr, &["segtune.toml/run", "choose another output"]);
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn demo(dir: &Path, partners: usize) -> PathBuf {
         &stdout,
         &[
             "Segments",
-            "Top lift per segment",
+            "Highest net value per segment",
             "Weights for 2026-Q4",
             "report.html",
         ],
