@@ -802,14 +802,7 @@ impl RunSettings {
             )
         };
         let mut problems = Vec::new();
-        let mut push = |key: String, message: String| {
-            let parts: Vec<&str> = key.split('.').collect();
-            problems.push(ConfigProblem {
-                line: key_line(&source, &parts),
-                key,
-                message,
-            });
-        };
+        let mut push = |key: String, message: String| problems.push((key, message));
         if self.tuning.schemes.is_none() {
             for (place, key, scheme) in self.tuning.unknown_schemes(&schemes) {
                 push(
@@ -827,10 +820,27 @@ impl RunSettings {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid {
-                path: self.config_path.clone(),
-                problems,
-            })
+            Err(self.invalid(problems))
+        }
+    }
+
+    /// A configuration error of problems found after reading the file (by
+    /// dotted key, with what is wrong), each with its key's line.
+    pub fn invalid(&self, problems: Vec<(String, String)>) -> ConfigError {
+        let source = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        ConfigError::Invalid {
+            path: self.config_path.clone(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| {
+                    let parts: Vec<&str> = key.split('.').collect();
+                    ConfigProblem {
+                        line: key_line(&source, &parts),
+                        key,
+                        message,
+                    }
+                })
+                .collect(),
         }
     }
 }

@@ -339,7 +339,16 @@ pub fn compile_and_apply(
     settings: &crate::config::RunSettings,
     partners: &PartnersTable,
 ) -> anyhow::Result<(Vec<Rule>, RuleMatches)> {
-    let usage = |e: RuleError| anyhow::Error::new(crate::exit::UsageError(e.to_string()));
+    // A rule the data cannot answer (a column it lacks, a comparison of
+    // text with a number) is the configuration's: its key and line.
+    let usage = |e: RuleError| {
+        let key = settings
+            .rules
+            .iter()
+            .position(|r| r.name == e.rule)
+            .map_or_else(|| "rules".to_string(), |i| format!("rules.{i}.condition"));
+        anyhow::Error::new(settings.invalid(vec![(key, e.to_string())]))
+    };
     let rules = settings.compiled_rules().map_err(usage)?;
     let matches = apply(&rules, partners).map_err(usage)?;
     Ok((rules, matches))

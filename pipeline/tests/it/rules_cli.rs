@@ -49,9 +49,22 @@ fn a_rule_on_a_missing_column_names_the_rule_and_the_column() {
         .arg("--out")
         .arg(fixture.path("run")));
     assert_eq!(code, 2, "{stderr}");
+    // The key and line of the rule's condition in the configuration.
+    let line = std::fs::read_to_string(fixture.path("segtune.toml"))
+        .expect("config")
+        .lines()
+        .position(|l| l.starts_with("condition = \"visits"))
+        .expect("the condition")
+        + 1;
     assert_mentions(
         &stderr,
-        &["rule `ghost`", "column `visits`", "no such column"],
+        &[
+            "segtune.toml",
+            &format!("key `rules.0.condition` (line {line})"),
+            "rule `ghost`",
+            "column `visits`",
+            "no such column",
+        ],
     );
     assert!(!fixture.path("run").exists());
 }
