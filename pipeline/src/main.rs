@@ -346,15 +346,21 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     );
     let summary = generator::generate_world(&world, staged.path()).context("generation failed")?;
     let out = staged.commit()?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "generated");
+    let config = out.join("segtune.toml");
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "generated; next: segtune validate --config {}",
+        config.display()
+    );
+    // stdout carries only data: one JSON line, as every command.
     println!(
-        "wrote {} periods ({} to {}) of {} partners to {}\nnext: segtune validate --config {}",
-        summary.periods.len(),
-        summary.periods.first().map_or("", String::as_str),
-        summary.periods.last().map_or("", String::as_str),
-        summary.n_partners,
-        out.display(),
-        out.join("segtune.toml").display()
+        "{}",
+        serde_json::json!({
+            "out": out,
+            "periods": summary.periods,
+            "partners": summary.n_partners,
+            "config": config,
+        })
     );
     Ok(())
 }

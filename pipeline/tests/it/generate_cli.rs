@@ -19,14 +19,18 @@ fn generate_then_validate_works_as_the_readme_says() {
         ])
         .arg(&out));
     assert_eq!(code, 0, "{stderr}");
-    assert_mentions(
-        &stdout,
-        &[
-            "2 periods",
-            "2025-Q4 to 2026-Q1",
-            "segtune validate --config",
-        ],
+    // One JSON line on stdout; the next step in the log.
+    let written: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        written["periods"],
+        serde_json::json!(["2025-Q4", "2026-Q1"])
     );
+    assert_eq!(written["partners"], 2000);
+    assert_eq!(
+        written["config"].as_str().map(std::path::PathBuf::from),
+        Some(out.join("segtune.toml"))
+    );
+    assert_mentions(&stderr, &["next: segtune validate --config"]);
     let (code, stdout, stderr) = run(segtune()
         .arg("validate")
         .arg("--config")
