@@ -350,8 +350,11 @@ pub struct RawOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// Replaces `period`; the target period is then the next one (the
-    /// file's `target-period` belongs to the file's period).
+    /// file's `target-period` belongs to the file's period, and is kept
+    /// only when the period is the file's).
     pub period: Option<String>,
+    /// Replaces `target-period`.
+    pub target_period: Option<String>,
     /// Replaces `inputs.partners`.
     pub partners: Option<PathBuf>,
     /// Replaces `inputs.assignments`.
@@ -605,11 +608,17 @@ impl TuningSettings {
             let upper: f64 = bounds.iter().map(|b| b.1).sum();
             const SLACK: f64 = 1e-9;
             if lower > 1.0 + SLACK {
+                let pinned = listed(&|l| l.pinned.filter(|_| !l.off).map(|w| w.to_string()));
                 messages.push(format!(
-                    "the least the {} schemes can get sums to {lower:.3}, more than 1 (pinned: {}; floor {} for each of the others)",
+                    "the least the {} schemes can get sums to {lower:.3}, more than 1 ({}floor {} for each {})",
                     schemes.len(),
-                    listed(&|l| l.pinned.map(|w| w.to_string())),
+                    if pinned.is_empty() {
+                        String::new()
+                    } else {
+                        format!("pinned: {pinned}; ")
+                    },
                     self.floor,
+                    if pinned.is_empty() { "scheme" } else { "of the others" },
                 ));
             } else if upper < 1.0 - SLACK {
                 messages.push(format!(
@@ -771,13 +780,18 @@ pub struct RuleSettings {
 impl RunSettings {
     /// The tuning limits checked against the schemes to weigh:
     /// `tuning.schemes`, else `from_assignments` (the schemes in the
-    /// assignments, `holdout` aside). A scheme the limits name that is not
-    /// one of them (a typo would leave a limit doing nothing), a cap below
-    /// the floor, or limits that cannot sum to 1 is a configuration error
-    /// naming the key and its line; `validate` and `run` check it as soon as
-    /// the assignments are read. Nothing to check without schemes (the
-    /// tuner then says what is missing).
-    pub fn check_tuning(&self, from_assignments: Option<&[String]>) -> Result<(), ConfigError> {
+    /// assignments, `holdout` aside). A cap below the floor, or limits that
+    /// cannot sum to 1, is a configuration error naming the key and its
+    /// line; `validate` and `run` check it as soon as the assignments are
+    /// read. A scheme the limits name that the assignments do not have is a
+    /// warning (returned, to log and show): a typo leaves its limit doing
+    /// nothing, but a scheme switched off stays out of the draws, so the
+    /// next period's assignments lack it by design. Nothing to check
+    /// without schemes (the tuner then says what is missing).
+    pub fn check_tuning(
+        &self,
+        from_assignments: Option<&[String]>,
+    ) -> Result<Vec<String>, ConfigError> {
         let schemes: Vec<String> = match (&self.tuning.schemes, from_assignments) {
             (Some(schemes), _) => schemes.clone(),
             (None, Some(found)) => found
@@ -785,10 +799,10 @@ impl RunSettings {
                 .filter(|s| s.as_str() != segtune_data::HOLDOUT)
                 .cloned()
                 .collect(),
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(Vec::new()),
         };
         if schemes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let source = std::fs::read_to_string(&self.config_path).unwrap_or_default();
         // The key of a segment's own limits: its `[[tuning.segment]]` entry.
@@ -801,24 +815,30 @@ impl RunSettings {
                 |index| format!("tuning.segment.{index}"),
             )
         };
-        let mut problems = Vec::new();
-        let mut push = |key: String, message: String| problems.push((key, message));
+        let mut warnings = Vec::new();
         if self.tuning.schemes.is_none() {
             for (place, key, scheme) in self.tuning.unknown_schemes(&schemes) {
-                push(
-                    format!("{}.{key}", place_key(place)),
-                    format!(
-                        "`{scheme}` is not a scheme of the assignments (they have: {})",
+                let key = format!("{}.{key}", place_key(place));
+                let parts: Vec<&str> = key.split('.').collect();
+                let problem = ConfigProblem {
+                    line: key_line(&source, &parts),
+                    key,
+                    message: format!(
+                        "`{scheme}` is not a scheme of the assignments (they have: {}), so this limit does nothing this period: check the name",
                         schemes.join(", ")
                     ),
-                );
+                };
+                warnings.push(format!("`{}`, {problem}", self.config_path.display()));
             }
         }
-        for (place, message) in self.tuning.unmet(&schemes) {
-            push(place_key(place), message);
-        }
+        let problems: Vec<(String, String)> = self
+            .tuning
+            .unmet(&schemes)
+            .into_iter()
+            .map(|(place, message)| (place_key(place), message))
+            .collect();
         if problems.is_empty() {
-            Ok(())
+            Ok(warnings)
         } else {
             Err(self.invalid(problems))
         }
@@ -1035,10 +1055,14 @@ impl RunSettings {
             }
         };
 
-        let target_in_file = if overrides.period.is_some() {
-            None
-        } else {
-            raw.target_period.as_deref()
+        let period_replaced = overrides
+            .period
+            .as_ref()
+            .is_some_and(|period| raw.period.as_ref() != Some(period));
+        let target_in_file = match (&overrides.target_period, period_replaced) {
+            (Some(target), _) => Some(target.as_str()),
+            (None, true) => None,
+            (None, false) => raw.target_period.as_deref(),
         };
         let period = match overrides
             .period
@@ -1111,6 +1135,34 @@ impl RunSettings {
             .clone()
             .or(inputs.previous_run.as_ref().map(&resolve_path));
         let strategic = inputs.strategic.as_ref().map(&resolve_path);
+        if period_replaced {
+            // Another period with the file's inputs is last period's data
+            // under a new name, unless the file's paths are that period's.
+            let from_file = [
+                (
+                    "inputs.partners",
+                    overrides.partners.is_none() && inputs.partners.is_some(),
+                ),
+                (
+                    "inputs.assignments",
+                    overrides.assignments.is_none() && inputs.assignments.is_some(),
+                ),
+                (
+                    "inputs.outcomes",
+                    overrides.outcomes.is_none() && inputs.outcomes.is_some(),
+                ),
+                (
+                    "inputs.previous-run",
+                    overrides.previous_run.is_none() && inputs.previous_run.is_some(),
+                ),
+            ];
+            for (key, _) in from_file.iter().filter(|(_, file)| *file) {
+                tracing::warn!(
+                    "the period is {} from the command line or the environment, but `{key}` comes from the configuration file: check it is that period's (or give it too)",
+                    overrides.period.as_deref().unwrap_or_default()
+                );
+            }
+        }
 
         let features = raw.features.unwrap_or_default();
         let check_names = |key: &str, names: &[String], problem: &mut dyn FnMut(&str, String)| {
@@ -1813,5 +1865,31 @@ mod tests {
         // file's target period was the file period's).
         assert_eq!(settings.period, "2026-09");
         assert_eq!(settings.target_period, "2026-10");
+    }
+
+    #[test]
+    fn a_period_label_from_the_command_line_keeps_or_takes_its_target() {
+        let source = "period = \"FY26-H1\"\ntarget-period = \"FY26-H2\"\n[inputs]\npartners = \"p\"\nassignments = \"a\"\n";
+        let with = |period: &str, target: Option<&str>| {
+            RunSettings::from_source(
+                Path::new("c.toml"),
+                source,
+                &Overrides {
+                    period: Some(period.into()),
+                    target_period: target.map(String::from),
+                    ..Overrides::default()
+                },
+            )
+        };
+        // The file's own period keeps the file's target.
+        let same = with("FY26-H1", None).expect("valid");
+        assert_eq!(same.target_period, "FY26-H2");
+        // Another label needs its target given with it.
+        let other = with("FY26-H2", Some("FY27-H1")).expect("valid");
+        assert_eq!(
+            (other.period.as_str(), other.target_period.as_str()),
+            ("FY26-H2", "FY27-H1")
+        );
+        assert!(with("FY26-H2", None).is_err());
     }
 }

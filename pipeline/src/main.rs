@@ -272,6 +272,10 @@ struct InputOverrides {
     /// then the next one): one configuration serves every quarter.
     #[arg(long, env = "SEGTUNE_PERIOD")]
     period: Option<String>,
+    /// The target period, over the file's `target-period` (needed with a
+    /// `--period` label that is neither YYYY-Qn nor YYYY-MM).
+    #[arg(long, env = "SEGTUNE_TARGET_PERIOD")]
+    target_period: Option<String>,
     /// Partners table (file or folder of part files).
     #[arg(long, env = "SEGTUNE_PARTNERS")]
     partners: Option<PathBuf>,
@@ -290,6 +294,7 @@ impl InputOverrides {
     fn to_overrides(&self) -> Overrides {
         Overrides {
             period: self.period.clone(),
+            target_period: self.target_period.clone(),
             partners: self.partners.clone(),
             assignments: self.assignments.clone(),
             outcomes: self.outcomes.clone(),
@@ -564,6 +569,16 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
         Some(Err(error)) => Some(error.clone()),
         _ => None,
     };
+    let mut config_problems = config_problems;
+    if let (Some(settings), Some(Err(_))) = (&settings, &data) {
+        // The data failed, but limits that cannot be met with the schemes
+        // the configuration lists are found all the same (exit 2 wins).
+        if settings.tuning.schemes.is_some() {
+            if let Err(ConfigError::Invalid { problems, .. }) = settings.check_tuning(None) {
+                config_problems.extend(problems);
+            }
+        }
+    }
     if !config_problems.is_empty() {
         let config_error = ConfigError::Invalid {
             path: args.config.clone(),
@@ -582,8 +597,13 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
     };
     // The tuning limits against the schemes, and what the rules leave to
     // k-means must be clusterable, as `run` checks.
+    let mut warnings = Vec::new();
     if let Some(settings) = &settings {
-        settings.check_tuning(inputs.assignments.as_ref().map(|a| a.schemes.as_slice()))?;
+        warnings =
+            settings.check_tuning(inputs.assignments.as_ref().map(|a| a.schemes.as_slice()))?;
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
         let (_, matches) = segtune::rules::compile_and_apply(settings, &inputs.partners)?;
         segtune::segment::check_clusterable(&inputs.partners, &matches.unmatched_rows(), settings)?;
     }
@@ -596,6 +616,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
         "categorical_features": inputs.partners.categorical.iter().map(|c| &c.name).collect::<Vec<_>>(),
         "assignments": inputs.assignments.as_ref().map(|a| a.partner_row.len()),
         "outcomes": inputs.outcomes.as_ref().map(|o| o.partner_row.len()),
+        "warnings": warnings,
     });
     println!("{summary}");
     Ok(())
@@ -633,10 +654,17 @@ fn main() -> ExitCode {
             let status = classify(&error);
             match cli.log_format {
                 LogFormat::Text => eprintln!("error: {error:#}"),
-                // One JSON line like every other, with the exit code.
-                LogFormat::Json => {
-                    tracing::error!(exit_code = status as u8, "{error:#}");
-                }
+                // One JSON line like the log's, with the exit code, written
+                // whatever RUST_LOG lets through.
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "level": "ERROR",
+                        "message": format!("{error:#}"),
+                        "exit_code": status as u8,
+                    })
+                ),
             }
             status.into()
         }

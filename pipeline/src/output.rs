@@ -51,19 +51,45 @@ impl StagedDir {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         // An output where no folder can be made (under a file, without
-        // permission) is the caller's to change: a usage error.
+        // permission, on a read-only file system) is the caller's to
+        // change: a usage error. Anything else (a full disk) is not.
         let created = create_dirs_synced(&parent).map_err(|error| {
-            UsageError(format!(
-                "cannot create the folder for `{}`: {error:#}; choose another output",
-                target.display()
-            ))
+            let callers = error
+                .chain()
+                .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+                .any(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::PermissionDenied
+                            | std::io::ErrorKind::NotADirectory
+                            | std::io::ErrorKind::AlreadyExists
+                            | std::io::ErrorKind::ReadOnlyFilesystem
+                    )
+                });
+            if callers {
+                anyhow::Error::new(UsageError(format!(
+                    "cannot create the folder for `{}`: {error:#}; choose another output",
+                    target.display()
+                )))
+            } else {
+                error.context("cannot create the output's parent folder")
+            }
         })?;
         remove_stale_staging(&parent, &name);
         let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if staging.exists() {
-            fs_err::remove_dir_all(&staging)?;
+        let made = (|| -> anyhow::Result<()> {
+            if staging.exists() {
+                fs_err::remove_dir_all(&staging)?;
+            }
+            fs_err::create_dir(&staging)?;
+            Ok(())
+        })();
+        if let Err(error) = made {
+            for dir in created.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(error);
         }
-        fs_err::create_dir(&staging)?;
         Ok(Self {
             target: target.to_path_buf(),
             staging,

@@ -132,6 +132,11 @@ pub fn approve(
         "approved_at": approved_at,
         "overrides": [],
     });
+    // The proposal kept below is weights.parquet's bytes: recorded as such.
+    if manifest["outputs"].is_object() {
+        manifest["outputs"]["weights_proposed.parquet"] =
+            manifest["outputs"]["weights.parquet"].clone();
+    }
     rewrite_run(run_dir, &manifest, |staging| {
         // The proposal, kept beside the approved weights (the same bytes).
         let proposed = staging.join("weights_proposed.parquet");

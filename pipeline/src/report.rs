@@ -567,6 +567,9 @@ pub struct ReportInput<'a> {
     pub drift_threshold: f64,
     /// The previous run's status when it was never approved.
     pub unapproved_previous: Option<&'a str>,
+    /// What the configuration check warned of (a limit naming a scheme the
+    /// assignments do not have).
+    pub config_warnings: &'a [String],
     /// The outcomes, with what a unit of each is worth.
     pub outcomes: &'a [crate::config::OutcomeSettings],
     /// The share of revenue that is margin (the default value per unit).
@@ -641,6 +644,7 @@ const NOT_LEARNABLE: &str = "Not learnable at this holdout share";
 const DRIFT: &str = "Drift";
 const MISSING_DATA: &str = "Missing data";
 const UNAPPROVED_PREVIOUS: &str = "Previous run not approved";
+const CONFIGURATION: &str = "Configuration";
 
 /// How a segment came about, in words.
 fn source_words(source: &str) -> String {
@@ -1106,6 +1110,9 @@ fn warnings(input: &ReportInput, moved: &BTreeMap<(u32, u32), usize>) -> Vec<War
                 row.feature, row.psi, input.drift_threshold
             ),
         ));
+    }
+    for warning in input.config_warnings {
+        warnings.push(Warning::new(CONFIGURATION, warning.clone()));
     }
     if let Some(status) = input.unapproved_previous {
         warnings.push(Warning::new(

@@ -139,7 +139,16 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
     let mut stages = Stages::new(options.progress);
     let result = (|| -> anyhow::Result<RunSummary> {
         let inputs = stages.time("ingest", || Ok(ingest(settings)?))?;
-        settings.check_tuning(inputs.assignments.as_ref().map(|a| a.schemes.as_slice()))?;
+        // The tuning limits against the schemes, before any work (an
+        // approval's overrides were checked against the run already).
+        let tuning_warnings = if options.approval.is_none() {
+            settings.check_tuning(inputs.assignments.as_ref().map(|a| a.schemes.as_slice()))?
+        } else {
+            Vec::new()
+        };
+        for warning in &tuning_warnings {
+            tracing::warn!("{warning}");
+        }
         let previous = match &settings.inputs.previous_run {
             Some(dir) => Some(stages.time("previous run", || Ok(previous::read(dir)?))?),
             None => None,
@@ -331,6 +340,7 @@ pub fn run(settings: &RunSettings, options: &RunOptions) -> anyhow::Result<RunSu
                 drift: &drift,
                 drift_threshold: settings.segments.drift_threshold,
                 unapproved_previous,
+                config_warnings: &tuning_warnings,
                 outcomes: &settings.outcomes,
                 margin_rate: settings.margin_rate,
                 power: &power,

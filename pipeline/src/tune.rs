@@ -362,7 +362,8 @@ pub fn proposal(run_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf>
 }
 
 /// Keeps the proposal for the segments an approval with overrides did not
-/// touch: their weights, holdout shares, reasons and posterior as proposed
+/// touch: their weights, reasons and posterior as proposed (their holdout
+/// shares are re-derived after, from the same evidence, as proposed)
 /// (from the run folder `run_dir`: `weights_proposed.parquet`, else
 /// `weights.parquet`, and `posterior.json`), under their current names. So
 /// what ops reviewed and left alone is what they approve: re-deriving the

@@ -133,24 +133,40 @@ fn limits_that_cannot_be_met_are_a_configuration_error_and_nothing_is_written() 
         &out,
         &["`cert_bonus` is capped at 0.01, below the floor of 0.05"],
     );
-    // A typo in a scheme id would leave its limit doing nothing.
+    // A scheme the assignments lack: a typo would leave its limit doing
+    // nothing, but a scheme switched off is out of the draws by design, so
+    // it is a warning (log, validate's JSON, the page), not a refusal.
     let config = with_tuning(
         &data,
         "typo.toml",
         "off = [\"cert_bonsu\"]\ninitial-weights = { atach_bonus = 1.0 }\n\n[[tuning.segment]]\nid = 3\ncaps = { deal_reg = 0.2 }",
     );
-    refused_by_validate_and_run(
-        &config,
-        &out,
-        &[
-            "key `tuning.off` (line",
-            "`cert_bonsu` is not a scheme of the assignments (they have: attach_bonus, cert_bonus, cosell_fund, deal_reg_spiff, new_market_bonus)",
-            "key `tuning.initial-weights` (line",
-            "`atach_bonus`",
-            "key `tuning.segment.0.caps` (line",
-            "`deal_reg`",
-        ],
+    let warned = [
+        "key `tuning.off` (line",
+        "`cert_bonsu` is not a scheme of the assignments (they have: attach_bonus, cert_bonus, cosell_fund, deal_reg_spiff, new_market_bonus), so this limit does nothing this period",
+        "key `tuning.initial-weights` (line",
+        "`atach_bonus`",
+        "key `tuning.segment.0.caps` (line",
+        "`deal_reg`",
+    ];
+    let (code, stdout, stderr) = run(segtune().arg("validate").arg("--config").arg(&config));
+    assert_eq!(code, 0, "{stderr}");
+    assert_mentions(&stderr, &warned);
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON line");
+    assert_eq!(
+        summary["warnings"].as_array().map(Vec::len),
+        Some(3),
+        "{summary}"
     );
+    let (code, _, stderr) = run(&mut segtune_run(&config, &out));
+    assert_eq!(code, 0, "{stderr}");
+    assert_mentions(&stderr, &warned);
+    let report = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    assert_mentions(
+        &report,
+        &["\"Configuration\"", "`cert_bonsu` is not a scheme"],
+    );
+    std::fs::remove_dir_all(&out).expect("clean");
     let config = with_tuning(
         &data,
         "bad.toml",
