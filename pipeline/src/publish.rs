@@ -2,9 +2,9 @@
 //! downstream systems, and they never see a half-written or mixed version.
 //!
 //! Publishing copies the run's weights into
-//! `DIR/history/<target_period>/<run_id>/` (weights.parquet, weights.json and
-//! weights.schema.json, written to a hidden folder, synced and renamed into
-//! place), then replaces the `DIR/latest` symbolic link atomically (a new
+//! `DIR/history/<target_period>/<run_id>/` (weights.parquet, weights.json,
+//! weights.schema.json and version.json, which says the run, its periods and
+//! its approval; written to a hidden folder, synced and renamed into place), then replaces the `DIR/latest` symbolic link atomically (a new
 //! link renamed over the old one, the folder synced). A reader that opens
 //! `DIR/latest/...` sees the previous version or the new one, whole. A lock
 //! file keeps two publishes from interleaving; published versions are never
@@ -21,7 +21,12 @@ use crate::output::StagedDir;
 use crate::outputs::write_json;
 
 /// The files a published version holds.
-pub const PUBLISHED_FILES: [&str; 3] = ["weights.parquet", "weights.json", "weights.schema.json"];
+pub const PUBLISHED_FILES: [&str; 4] = [
+    "weights.parquet",
+    "weights.json",
+    "weights.schema.json",
+    "version.json",
+];
 
 /// How long a publish waits for another one to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -476,6 +481,20 @@ pub fn publish(run_dir: &Path, to: &Path, rollback: bool) -> anyhow::Result<Publ
         write_json(
             &staged.path().join("weights.schema.json"),
             &weights_json_schema(),
+        )?;
+        // Which run this is, for downstream systems and audits: the same
+        // for every publish of the run, so the version stays reproducible.
+        write_json(
+            &staged.path().join("version.json"),
+            &serde_json::json!({
+                "run_id": run_id,
+                "evaluated_period": manifest["evaluated_period"],
+                "target_period": target_period,
+                "approved_by": manifest["approval"]["approved_by"],
+                "approved_at": manifest["approval"]["approved_at"],
+                "overrides_sha256": manifest["approval"]["overrides_sha256"],
+                "program_version": manifest["program_version"],
+            }),
         )?;
         staged.commit()?;
     }

@@ -51,6 +51,19 @@ fn assert_whole(to: &Path) {
         let text = std::fs::read_to_string(to.join("latest").join(file)).expect(file);
         let _: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     }
+    // version.json says which run and approval the version is.
+    let version: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(to.join("latest/version.json")).expect("version.json"),
+    )
+    .expect("JSON");
+    let link = latest(to);
+    let parts: Vec<&str> = link.split('/').collect();
+    assert_eq!(parts.len(), 3, "{link}");
+    assert_eq!(version["run_id"], parts[2]);
+    assert_eq!(version["target_period"], parts[1]);
+    assert!(version["evaluated_period"].is_string(), "{version}");
+    assert_eq!(version["approved_by"], "Ops Lead");
+    assert!(version["program_version"].is_string(), "{version}");
 }
 
 #[test]
@@ -96,11 +109,14 @@ fn only_approved_runs_are_published_whole_and_latest_moves_forward_or_rolls_back
     assert_eq!(latest(&to), format!("history/2026-Q1/{first_id}"));
     assert_whole(&to);
     let version = to.join(latest(&to));
-    let files: Vec<String> = std::fs::read_dir(&version)
+    let mut files: Vec<String> = std::fs::read_dir(&version)
         .expect("version")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.len(), 3, "{files:?}");
+    files.sort();
+    let mut expected = segtune::publish::PUBLISHED_FILES.map(String::from).to_vec();
+    expected.sort();
+    assert_eq!(files, expected);
     let bytes = std::fs::read(version.join("weights.parquet")).expect("bytes");
 
     // A republish changes nothing.
