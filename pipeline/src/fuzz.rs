@@ -42,21 +42,49 @@ pub fn overrides(data: &[u8]) {
 /// Arbitrary bytes as the partners table's one Parquet file, read with the
 /// default limits and every numeric column taken as a feature.
 pub fn parquet(data: &[u8]) {
-    static FILES: AtomicU64 = AtomicU64::new(0);
-    let path: PathBuf = std::env::temp_dir().join(format!(
-        "segtune-fuzz-{}-{}.parquet",
-        std::process::id(),
-        FILES.fetch_add(1, Ordering::Relaxed)
-    ));
-    if std::fs::write(&path, data).is_ok() {
+    if let Some(path) = temporary_file(data) {
         let features = FeatureSettings {
             revenue: "revenue".into(),
             ..FeatureSettings::default()
         };
         let mut problems = Vec::new();
         let _ = read_partners(&path, &features, &LimitSettings::default(), &mut problems);
+        let _ = std::fs::remove_file(&path);
     }
-    let _ = std::fs::remove_file(&path);
+}
+
+/// Arbitrary bytes as the assignments and as the outcomes (`revenue`,
+/// `revenue_pre`) of the three partners `a`, `b` and `c`, with every check
+/// of those tables.
+pub fn tables(data: &[u8]) {
+    let path = temporary_file(data);
+    if let Some(path) = &path {
+        let outcomes = ["revenue".to_string(), "revenue_pre".to_string()];
+        let _ = crate::ingest::check_related_tables(
+            path,
+            &small_partners().ids,
+            &outcomes,
+            &LimitSettings::default(),
+        );
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// `data` in a new temporary file (its path), unique to this process and call.
+fn temporary_file(data: &[u8]) -> Option<PathBuf> {
+    static FILES: AtomicU64 = AtomicU64::new(0);
+    let path: PathBuf = std::env::temp_dir().join(format!(
+        "segtune-fuzz-{}-{}.parquet",
+        std::process::id(),
+        FILES.fetch_add(1, Ordering::Relaxed)
+    ));
+    match std::fs::write(&path, data) {
+        Ok(()) => Some(path),
+        Err(_) => {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
 }
 
 /// Three partners: revenue with a null, tenure with a zero, a tier text.

@@ -1170,6 +1170,41 @@ fn read_assignments(
 
 /// The outcome (and covariate) columns read from the outcomes table, and
 /// their specs (the key first).
+/// Reads the Parquet file `path` as the assignments and as the outcomes
+/// (the numeric columns `outcomes`) of the partners `ids`, with every check
+/// `ingest` makes of those tables; the problems found. The fuzzers' way in
+/// to those checks (`segtune::fuzz::tables`).
+pub fn check_related_tables(
+    path: &Path,
+    ids: &PartnerIds,
+    outcomes: &[String],
+    limits: &LimitSettings,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let index: HashMap<&str, u32> = ids
+        .iter()
+        .enumerate()
+        .map(|(row, id)| (id, row as u32))
+        .collect();
+    if let Some(table) = read_table(path, &assignment_specs(), limits, &mut problems) {
+        read_assignments(table, &index, ids, None, &mut problems);
+    }
+    let mut specs = vec![ColumnSpec {
+        name: PARTNER_ID.into(),
+        role: Role::Key,
+        required: true,
+    }];
+    specs.extend(outcomes.iter().map(|name| ColumnSpec {
+        name: name.clone(),
+        role: Role::Numeric,
+        required: true,
+    }));
+    if let Some(table) = read_table(path, &specs, limits, &mut problems) {
+        read_outcomes(table, outcomes, &index, ids, &mut problems);
+    }
+    problems
+}
+
 fn outcome_specs(settings: &RunSettings) -> (Vec<String>, Vec<ColumnSpec>) {
     let mut names: Vec<String> = Vec::new();
     for outcome in &settings.outcomes {

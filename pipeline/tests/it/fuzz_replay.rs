@@ -54,3 +54,38 @@ fn the_overrides_corpus_replays_without_a_panic() {
 fn the_parquet_corpus_replays_without_a_panic() {
     replay("parquet", segtune::fuzz::parquet, 1260);
 }
+
+#[test]
+fn the_tables_corpus_replays_without_a_panic() {
+    replay("tables", segtune::fuzz::tables, 1);
+}
+
+#[test]
+fn the_tables_entry_reaches_the_assignments_and_outcomes_checks() {
+    // The seeds of the `tables` corpus: what the entry reads them as must
+    // be refused for the right reasons, so the fuzzer explores the checks.
+    let seed = |name: &str| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../fuzz/corpus/tables/{name}"))
+    };
+    let ids: segtune::ids::PartnerIds = ["a", "b", "c"].into_iter().collect();
+    let outcomes = ["revenue".to_string(), "revenue_pre".to_string()];
+    let problems = |name: &str| -> String {
+        segtune::ingest::check_related_tables(
+            &seed(name),
+            &ids,
+            &outcomes,
+            &segtune::config::LimitSettings::default(),
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    let bad = problems("assign_bad.parquet");
+    crate::common::assert_mentions(
+        &bad,
+        &["negative cost", "scheme_id is null", "column `revenue`"],
+    );
+    let odd = problems("outcomes_odd.parquet");
+    crate::common::assert_mentions(&odd, &["partner_id `z`", "column `scheme_id`"]);
+}
