@@ -1,13 +1,14 @@
 //! The committed fuzz corpus (fuzz/corpus/TARGET/, every input cargo fuzz
-//! kept for new coverage, and fuzz/regressions/TARGET/, inputs that once
-//! crashed) replayed through the same entry points the fuzzers drive:
+//! kept for new coverage; fuzz/regressions/TARGET/, inputs that once
+//! crashed or were slow; fuzz/seeds/TARGET/, hand-made starting inputs)
+//! replayed through the same entry points the fuzzers drive:
 //! none may panic. See fuzz/README.md for the fuzzing runs themselves.
 
 use std::path::PathBuf;
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut files: Vec<PathBuf> = ["corpus", "regressions"]
+    let mut files: Vec<PathBuf> = ["corpus", "regressions", "seeds"]
         .iter()
         .map(|kind| fuzz.join(kind).join(target))
         .filter(|dir| dir.is_dir())
@@ -57,15 +58,15 @@ fn the_parquet_corpus_replays_without_a_panic() {
 
 #[test]
 fn the_tables_corpus_replays_without_a_panic() {
-    replay("tables", segtune::fuzz::tables, 1);
+    replay("tables", segtune::fuzz::tables, 1400);
 }
 
 #[test]
 fn the_tables_entry_reaches_the_assignments_and_outcomes_checks() {
-    // The seeds of the `tables` corpus: what the entry reads them as must
+    // The seeds of the `tables` fuzzer: what the entry reads them as must
     // be refused for the right reasons, so the fuzzer explores the checks.
     let seed = |name: &str| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../fuzz/corpus/tables/{name}"))
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../fuzz/seeds/tables/{name}"))
     };
     let ids: segtune::ids::PartnerIds = ["a", "b", "c"].into_iter().collect();
     let outcomes = ["revenue".to_string(), "revenue_pre".to_string()];
