@@ -840,7 +840,7 @@ impl RunSettings {
         if problems.is_empty() {
             Ok(warnings)
         } else {
-            Err(self.invalid(problems))
+            Err(self.invalid_in(&source, problems))
         }
     }
 
@@ -848,6 +848,11 @@ impl RunSettings {
     /// dotted key, with what is wrong), each with its key's line.
     pub fn invalid(&self, problems: Vec<(String, String)>) -> ConfigError {
         let source = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        self.invalid_in(&source, problems)
+    }
+
+    /// [`Self::invalid`] with the file's text already read.
+    fn invalid_in(&self, source: &str, problems: Vec<(String, String)>) -> ConfigError {
         ConfigError::Invalid {
             path: self.config_path.clone(),
             problems: problems
@@ -855,7 +860,7 @@ impl RunSettings {
                 .map(|(key, message)| {
                     let parts: Vec<&str> = key.split('.').collect();
                     ConfigProblem {
-                        line: key_line(&source, &parts),
+                        line: key_line(source, &parts),
                         key,
                         message,
                     }

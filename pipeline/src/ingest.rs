@@ -889,16 +889,7 @@ pub fn read_partners(
     problems: &mut Vec<Problem>,
 ) -> Option<PartnersTable> {
     let numeric_names = numeric_feature_names(path, features, problems);
-    let mut specs = vec![ColumnSpec {
-        name: PARTNER_ID.into(),
-        role: Role::Key,
-        required: true,
-    }];
-    specs.extend(numeric_names.iter().map(|n| ColumnSpec {
-        name: n.clone(),
-        role: Role::Numeric,
-        required: true,
-    }));
+    let mut specs = key_and_numeric_specs(&numeric_names);
     let revenue_is_feature = numeric_names.contains(&features.revenue);
     if !revenue_is_feature {
         specs.push(ColumnSpec {
@@ -1168,8 +1159,6 @@ fn read_assignments(
     out
 }
 
-/// The outcome (and covariate) columns read from the outcomes table, and
-/// their specs (the key first).
 /// Reads the Parquet file `path` as the assignments and as the outcomes
 /// (the numeric columns `outcomes`) of the partners `ids`, with every check
 /// `ingest` makes of those tables; the problems found. The fuzzers' way in
@@ -1181,30 +1170,19 @@ pub fn check_related_tables(
     limits: &LimitSettings,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let index: HashMap<&str, u32> = ids
-        .iter()
-        .enumerate()
-        .map(|(row, id)| (id, row as u32))
-        .collect();
+    let index = row_index(ids);
     if let Some(table) = read_table(path, &assignment_specs(), limits, &mut problems) {
         read_assignments(table, &index, ids, None, &mut problems);
     }
-    let mut specs = vec![ColumnSpec {
-        name: PARTNER_ID.into(),
-        role: Role::Key,
-        required: true,
-    }];
-    specs.extend(outcomes.iter().map(|name| ColumnSpec {
-        name: name.clone(),
-        role: Role::Numeric,
-        required: true,
-    }));
+    let specs = key_and_numeric_specs(outcomes);
     if let Some(table) = read_table(path, &specs, limits, &mut problems) {
         read_outcomes(table, outcomes, &index, ids, &mut problems);
     }
     problems
 }
 
+/// The outcome (and covariate) columns read from the outcomes table, and
+/// their specs (the key first).
 fn outcome_specs(settings: &RunSettings) -> (Vec<String>, Vec<ColumnSpec>) {
     let mut names: Vec<String> = Vec::new();
     for outcome in &settings.outcomes {
@@ -1214,17 +1192,35 @@ fn outcome_specs(settings: &RunSettings) -> (Vec<String>, Vec<ColumnSpec>) {
             }
         }
     }
-    let mut specs = vec![ColumnSpec {
+    let specs = key_and_numeric_specs(&names);
+    (names, specs)
+}
+
+/// The specs of a table keyed by `partner_id` with the numeric columns
+/// `names`, every one required.
+fn key_and_numeric_specs(names: &[String]) -> Vec<ColumnSpec> {
+    std::iter::once(ColumnSpec {
         name: PARTNER_ID.into(),
         role: Role::Key,
         required: true,
-    }];
-    specs.extend(names.iter().map(|n| ColumnSpec {
-        name: n.clone(),
+    })
+    .chain(names.iter().map(|name| ColumnSpec {
+        name: name.clone(),
         role: Role::Numeric,
         required: true,
-    }));
-    (names, specs)
+    }))
+    .collect()
+}
+
+/// Each partner's row by id (a null id, read as empty, left out).
+fn row_index(ids: &PartnerIds) -> HashMap<&str, u32> {
+    let mut index = HashMap::with_capacity(ids.len());
+    for (row, id) in ids.iter().enumerate() {
+        if !id.is_empty() {
+            index.insert(id, row as u32);
+        }
+    }
+    index
 }
 
 /// Checks the decoded outcomes table and aligns it with the partners.
@@ -1272,15 +1268,7 @@ pub fn ingest(settings: &RunSettings) -> Result<Inputs, IngestError> {
     );
     let index: HashMap<&str, u32> = partners
         .as_ref()
-        .map(|p| {
-            let mut index = HashMap::with_capacity(p.ids.len());
-            for (row, id) in p.ids.iter().enumerate() {
-                if !id.is_empty() {
-                    index.insert(id, row as u32);
-                }
-            }
-            index
-        })
+        .map(|p| row_index(&p.ids))
         .unwrap_or_default();
     let no_ids = PartnerIds::default();
     let ids: &PartnerIds = partners.as_ref().map_or(&no_ids, |p| &p.ids);
